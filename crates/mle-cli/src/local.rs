@@ -1,0 +1,209 @@
+//! `mle local train` and `mle local predict`, with `gcloud ml-engine local` semantics.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use mle_nn::export::{self, Bundle};
+use mle_nn::metrics::class_scores;
+
+use crate::train::local_path;
+
+#[derive(Subcommand)]
+pub enum LocalCommand {
+    /// Run a trainer on this machine: an unmodified Python package (`python3 -m MODULE`) or the
+    /// built-in trainer (`--builtin`), with TF_CONFIG set as the service would set it.
+    #[command(
+        after_help = "Examples:\n  mle local train --package-path trainer --module-name trainer.task --job-dir out -- --train-steps 100\n  mle local train --builtin --job-dir out -- --model examples/iris/model.yaml --train-files ..."
+    )]
+    Train(LocalTrainArgs),
+    /// Predict with an exported model on this machine.
+    Predict(LocalPredictArgs),
+}
+
+#[derive(Args)]
+pub struct LocalTrainArgs {
+    /// Directory of the Python package holding the trainer (its parent becomes the working directory).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "builtin",
+        conflicts_with = "builtin"
+    )]
+    package_path: Option<PathBuf>,
+    /// Python module to run with `python3 -m`, e.g. `trainer.task`.
+    #[arg(
+        long,
+        value_name = "MODULE",
+        required_unless_present = "builtin",
+        conflicts_with = "builtin"
+    )]
+    module_name: Option<String>,
+    /// Run the built-in trainer (`mle train`) instead of a Python package.
+    #[arg(long)]
+    builtin: bool,
+    /// Job directory, passed to the trainer as `--job-dir`.
+    #[arg(long, value_name = "DIR")]
+    job_dir: Option<String>,
+    /// Arguments for the trainer (after `--`).
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LocalPredictArgs {
+    /// An export directory (`.../export/NAME/TIMESTAMP`), or its parent to use the newest export.
+    #[arg(long, value_name = "DIR")]
+    model_dir: PathBuf,
+    /// File with one instance per line: a JSON list of numbers in signature order, or a JSON
+    /// object of named features. `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    json_instances: PathBuf,
+}
+
+pub fn run(cmd: LocalCommand) -> Result<i32> {
+    match cmd {
+        LocalCommand::Train(a) => train(a),
+        LocalCommand::Predict(a) => predict(a),
+    }
+}
+
+/// `TF_CONFIG` of a single-process run (DESIGN §2.1).
+fn single_tf_config(job: serde_json::Value) -> String {
+    serde_json::json!({"cluster": {}, "task": {}, "job": job, "environment": "cloud"}).to_string()
+}
+
+fn train(a: LocalTrainArgs) -> Result<i32> {
+    let mut args = a.args.clone();
+    if let Some(d) = &a.job_dir {
+        local_path(d)?;
+        args.push("--job-dir".into());
+        args.push(d.clone());
+    }
+    let mut cmd = if a.builtin {
+        let exe = std::env::current_exe().context("locating the mle binary")?;
+        let mut c = Command::new(exe);
+        c.arg("train").args(&args);
+        c.env(
+            "TF_CONFIG",
+            single_tf_config(serde_json::json!({"args": args, "job_dir": a.job_dir})),
+        );
+        c
+    } else {
+        let package = a.package_path.expect("clap requires --package-path");
+        let module = a.module_name.expect("clap requires --module-name");
+        if !package.is_dir() {
+            bail!("--package-path {}: not a directory", package.display());
+        }
+        let package = package
+            .canonicalize()
+            .with_context(|| format!("resolving {}", package.display()))?;
+        let parent = package.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let python = std::env::var("MLE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut c = Command::new(&python);
+        c.arg("-m").arg(&module).args(&args).current_dir(&parent);
+        c.env(
+            "TF_CONFIG",
+            single_tf_config(
+                serde_json::json!({"python_module": module, "args": args, "job_dir": a.job_dir}),
+            ),
+        );
+        c
+    };
+    let status = cmd.status().context("starting the trainer")?;
+    Ok(exit_code(status))
+}
+
+/// The child's exit code, or 128 + signal like a shell.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Parses one instance: a list in signature order or an object of named features.
+fn instance(line: &str, names: &[String], lineno: usize) -> Result<Vec<f32>> {
+    let v: serde_json::Value =
+        serde_json::from_str(line).with_context(|| format!("line {lineno}: not valid JSON"))?;
+    let num = |v: &serde_json::Value, what: &str| -> Result<f32> {
+        v.as_f64()
+            .map(|f| f as f32)
+            .with_context(|| format!("line {lineno}: {what} is not a number: {v}"))
+    };
+    match v {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, x)| num(x, &format!("value {}", i + 1)))
+            .collect(),
+        serde_json::Value::Object(map) => {
+            if let Some(extra) = map.keys().find(|k| !names.contains(k)) {
+                bail!(
+                    "line {lineno}: unknown feature '{extra}' (the model reads: {})",
+                    names.join(", ")
+                );
+            }
+            names
+                .iter()
+                .map(|n| {
+                    let v = map
+                        .get(n)
+                        .with_context(|| format!("line {lineno}: feature '{n}' is missing"))?;
+                    num(v, &format!("feature '{n}'"))
+                })
+                .collect()
+        }
+        other => bail!(
+            "line {lineno}: an instance is a list of numbers or an object of features, got {other}"
+        ),
+    }
+}
+
+fn predict(a: LocalPredictArgs) -> Result<i32> {
+    let dir = if a.model_dir.join("mle_model.json").exists() {
+        a.model_dir.clone()
+    } else {
+        export::latest(&a.model_dir).unwrap_or(a.model_dir.clone())
+    };
+    let bundle = Bundle::load(&dir)?;
+    let names: Vec<String> = bundle
+        .manifest
+        .inputs
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let reader: Box<dyn BufRead> = if a.json_instances.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(&a.json_instances)
+            .with_context(|| format!("cannot read {}", a.json_instances.display()))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut rows = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", a.json_instances.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        rows.push(
+            instance(&line, &names, i + 1)
+                .with_context(|| a.json_instances.display().to_string())?,
+        );
+    }
+    let outputs = bundle.predict(&rows)?;
+    let classes = &bundle.manifest.output.classes;
+    for out in outputs {
+        if classes.is_empty() {
+            println!("{}", serde_json::json!(out[0]));
+        } else {
+            println!(
+                "{}",
+                serde_json::json!({"classes": classes, "scores": class_scores(&out)})
+            );
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,215 @@
+//! `mle train`: flags of the seed `task.py` mapped onto the built-in trainer.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use mle_nn::Overrides;
+use mle_train::TrainConfig;
+use mle_train::builtin::{self, BuiltinArgs, DataSource, SpecSource};
+
+/// Reference workloads embedded in the binary.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Example {
+    /// The abalone regressor with the tutorial's data and settings (5000 full-batch SGD steps).
+    Abalone,
+}
+
+const ABALONE_SPEC: &str = include_str!("../../../examples/abalone/model.yaml");
+const ABALONE_TRAIN: &str = include_str!("../../../examples/abalone/data/abalone_train.csv");
+const ABALONE_TEST: &str = include_str!("../../../examples/abalone/data/abalone_test.csv");
+
+/// Positive integer flags: negative or zero values are refused with the flag named.
+fn positive(s: &str) -> Result<u64, String> {
+    match s.parse::<i64>() {
+        Ok(v) if v >= 1 => Ok(v as u64),
+        Ok(v) => Err(format!("must be at least 1, got {v}")),
+        Err(_) => Err(format!("'{s}' is not an integer")),
+    }
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("must be positive, got {v}")),
+        Err(_) => Err(format!("'{s}' is not a number")),
+    }
+}
+
+/// Flags of `mle train`. Both `--flag-name` and `--flag_name` spellings are accepted.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  mle train --model examples/abalone/model.yaml \\\n    --train-files examples/abalone/data/abalone_train.csv \\\n    --eval-files examples/abalone/data/abalone_test.csv \\\n    --job-dir out/abalone --train-steps 5000 --train-batch-size 3320 \\\n    --eval-batch-size 850 --eval-steps 1 --learning-rate 0.001"
+)]
+pub struct TrainArgs {
+    /// Train an embedded reference workload; flags given explicitly override its settings.
+    #[arg(long)]
+    example: Option<Example>,
+    /// Model spec file (YAML or JSON): columns, layers, loss, optimizer, metrics.
+    #[arg(long, value_name = "SPEC", required_unless_present = "example")]
+    model: Option<PathBuf>,
+    /// Training CSV files (several values, or comma-separated).
+    #[arg(long, alias = "train_files", num_args = 1.., value_delimiter = ',', required_unless_present = "example")]
+    train_files: Vec<PathBuf>,
+    /// Evaluation CSV files (default: evaluate on the training files).
+    #[arg(long, alias = "eval_files", num_args = 1.., value_delimiter = ',')]
+    eval_files: Vec<PathBuf>,
+    /// Checkpoints, event files and exports go here; training resumes from its checkpoints.
+    #[arg(long, alias = "job_dir", value_name = "DIR")]
+    job_dir: Option<String>,
+    /// Training steps (batches); with --num-epochs, whichever ends first.
+    #[arg(long, alias = "train_steps", value_parser = positive, allow_hyphen_values = true)]
+    train_steps: Option<u64>,
+    /// Passes over the training data.
+    #[arg(long, alias = "num_epochs", value_parser = positive_f64, allow_hyphen_values = true)]
+    num_epochs: Option<f64>,
+    /// Evaluation batches per evaluation (default: the whole evaluation set).
+    #[arg(long, alias = "eval_steps", value_parser = positive, allow_hyphen_values = true)]
+    eval_steps: Option<u64>,
+    /// Rows per training step [default: 40].
+    #[arg(long, alias = "train_batch_size", value_parser = positive, allow_hyphen_values = true)]
+    train_batch_size: Option<u64>,
+    /// Rows per evaluation batch [default: 1000].
+    #[arg(long, alias = "eval_batch_size", value_parser = positive, allow_hyphen_values = true)]
+    eval_batch_size: Option<u64>,
+    /// Learning rate (overrides the spec's optimizer.learning_rate).
+    #[arg(long, alias = "learning_rate", value_parser = positive_f64, allow_hyphen_values = true)]
+    learning_rate: Option<f64>,
+    /// Width of the first hidden layer of the spec's `dnn` layer.
+    #[arg(long, alias = "first_layer_size", value_parser = positive, allow_hyphen_values = true)]
+    first_layer_size: Option<u64>,
+    /// Number of hidden layers of the spec's `dnn` layer.
+    #[arg(long, alias = "num_layers", value_parser = positive, allow_hyphen_values = true)]
+    num_layers: Option<u64>,
+    /// Width ratio between consecutive hidden layers of the spec's `dnn` layer.
+    #[arg(long, alias = "scale_factor", value_parser = positive_f64, allow_hyphen_values = true)]
+    scale_factor: Option<f64>,
+    /// Evaluate every N steps (and at the end) [default: 1000].
+    #[arg(long, alias = "eval_every_steps", alias = "eval-frequency", value_parser = positive, allow_hyphen_values = true)]
+    eval_every_steps: Option<u64>,
+    /// Checkpoint every N steps [default: at every evaluation].
+    #[arg(long, alias = "checkpoint_every_steps", value_parser = positive, allow_hyphen_values = true)]
+    checkpoint_every_steps: Option<u64>,
+    /// Also checkpoint when this many seconds passed since the last checkpoint.
+    #[arg(long, alias = "checkpoint_every_secs", value_parser = positive_f64, allow_hyphen_values = true)]
+    checkpoint_every_secs: Option<f64>,
+    /// Checkpoints to keep.
+    #[arg(long, alias = "keep_checkpoints", value_parser = positive, default_value = "5", allow_hyphen_values = true)]
+    keep_checkpoints: u64,
+    /// Write the training loss to the event file every N steps.
+    #[arg(long, alias = "log_every_steps", value_parser = positive, default_value = "100", allow_hyphen_values = true)]
+    log_every_steps: u64,
+    /// Seed for initialisation, shuffling and dropout.
+    #[arg(long, default_value = "42")]
+    seed: u64,
+    /// Name of the export directory under <job-dir>/export/ [default: the spec's name].
+    #[arg(long, alias = "export_name")]
+    export_name: Option<String>,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Log level of the seed trainers (accepted for compatibility).
+    #[arg(long, hide = true)]
+    verbosity: Option<String>,
+}
+
+/// Accepts local paths and `file://` URIs; object-store URIs are refused with a clear message.
+pub fn local_path(uri: &str) -> Result<PathBuf> {
+    if let Some(rest) = uri.strip_prefix("file://") {
+        return Ok(PathBuf::from(rest));
+    }
+    if let Some((scheme, _)) = uri.split_once("://") {
+        bail!(
+            "{uri}: '{scheme}://' job dirs are not supported yet; use a local path or file:// URI"
+        );
+    }
+    Ok(PathBuf::from(uri))
+}
+
+pub fn run(a: TrainArgs) -> Result<i32> {
+    let example = a.example.filter(|_| a.model.is_none());
+    let (spec, train, eval) = match (example, &a.model) {
+        (Some(Example::Abalone), None) => (
+            SpecSource::Inline(ABALONE_SPEC.into()),
+            DataSource::Inline {
+                name: "abalone_train.csv (embedded)".into(),
+                text: ABALONE_TRAIN.into(),
+            },
+            Some(DataSource::Inline {
+                name: "abalone_test.csv (embedded)".into(),
+                text: ABALONE_TEST.into(),
+            }),
+        ),
+        (_, Some(model)) => {
+            let eval = (!a.eval_files.is_empty()).then(|| DataSource::Files(a.eval_files.clone()));
+            (
+                SpecSource::File(model.clone()),
+                DataSource::Files(a.train_files.clone()),
+                eval,
+            )
+        }
+        (None, None) => bail!("give --model SPEC (or --example abalone)"),
+    };
+    let (train, eval) = if example.is_some() && !a.train_files.is_empty() {
+        let eval = (!a.eval_files.is_empty()).then(|| DataSource::Files(a.eval_files.clone()));
+        (DataSource::Files(a.train_files.clone()), eval)
+    } else {
+        (train, eval)
+    };
+    // The embedded example defaults to the tutorial's settings.
+    let tutorial = example.is_some();
+    let pick = |v: Option<u64>, tutorial_default: u64, default: u64| {
+        v.unwrap_or(if tutorial { tutorial_default } else { default })
+    };
+    let mut train_steps = a.train_steps;
+    if train_steps.is_none() && a.num_epochs.is_none() {
+        train_steps = Some(if tutorial { 5000 } else { 1000 });
+        if !tutorial {
+            eprintln!("note: neither --train-steps nor --num-epochs given: training 1000 steps");
+        }
+    }
+    let cfg = TrainConfig {
+        job_dir: a.job_dir.as_deref().map(local_path).transpose()?,
+        train_steps,
+        num_epochs: a.num_epochs,
+        train_batch_size: pick(a.train_batch_size, 3320, 40) as usize,
+        eval_batch_size: pick(a.eval_batch_size, 850, 1000) as usize,
+        eval_steps: a.eval_steps.map(|s| s as usize),
+        eval_every_steps: pick(a.eval_every_steps, 1000, 1000),
+        checkpoint_every_steps: a.checkpoint_every_steps,
+        checkpoint_every_secs: a.checkpoint_every_secs,
+        keep_checkpoints: a.keep_checkpoints as usize,
+        log_every_steps: a.log_every_steps,
+        seed: a.seed,
+        hp_metric_tag: std::env::var("CLOUD_ML_HP_METRIC_TAG")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        progress: !a.no_progress,
+        ..TrainConfig::default()
+    };
+    let overrides = Overrides {
+        learning_rate: a.learning_rate,
+        first_layer_size: a.first_layer_size.map(|v| v as usize),
+        num_layers: a.num_layers.map(|v| v as usize),
+        scale_factor: a.scale_factor,
+    };
+    let outcome = builtin::run(BuiltinArgs {
+        spec,
+        train,
+        eval,
+        overrides,
+        export_name: a.export_name,
+        cfg,
+    })
+    .context("training failed")?;
+    let metrics: Vec<String> = outcome
+        .metrics
+        .iter()
+        .map(|(m, v)| format!("{} {v:.4}", m.name()))
+        .collect();
+    println!("final step {}: {}", outcome.step, metrics.join(", "));
+    if let Some(dir) = outcome.export_dir {
+        println!("exported to {}", dir.display());
+    }
+    Ok(0)
+}

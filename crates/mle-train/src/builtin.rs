@@ -1,0 +1,130 @@
+//! The built-in trainer behind `mle train`: a model spec plus CSV files, trained with
+//! [`crate::Trainer`] and exported as an mle bundle.
+
+use std::path::PathBuf;
+
+use mle_data::{Dataset, Label, Normalizer, Schema};
+use mle_nn::export::{self, Normalization};
+use mle_nn::{ModelSpec, Overrides, Sequential};
+
+use crate::tfconfig::TfConfig;
+use crate::{Outcome, TrainConfig, TrainError, Trainer};
+
+/// Where rows come from.
+#[derive(Debug, Clone)]
+pub enum DataSource {
+    /// CSV files, concatenated.
+    Files(Vec<PathBuf>),
+    /// CSV text embedded in the binary (`--example`), with a name for messages.
+    Inline {
+        /// Name used in messages.
+        name: String,
+        /// The CSV text.
+        text: String,
+    },
+}
+
+/// Where the spec comes from.
+#[derive(Debug, Clone)]
+pub enum SpecSource {
+    /// A YAML/JSON file.
+    File(PathBuf),
+    /// Embedded text.
+    Inline(String),
+}
+
+/// Everything `mle train` was asked to do.
+#[derive(Debug, Clone)]
+pub struct BuiltinArgs {
+    /// The model spec.
+    pub spec: SpecSource,
+    /// Training rows.
+    pub train: DataSource,
+    /// Evaluation rows (`None`: evaluate on the training rows).
+    pub eval: Option<DataSource>,
+    /// Hyperparameter flags.
+    pub overrides: Overrides,
+    /// Export directory name (default: the spec's name).
+    pub export_name: Option<String>,
+    /// Loop settings; optimizer and metrics are taken from the spec.
+    pub cfg: TrainConfig,
+}
+
+fn load(schema: &Schema, src: &DataSource) -> Result<Dataset, TrainError> {
+    Ok(match src {
+        DataSource::Files(paths) => Dataset::read_files(schema, paths)?,
+        DataSource::Inline { name, text } => Dataset::parse_str(schema, text, name)?,
+    })
+}
+
+/// Runs the built-in trainer.
+pub fn run(args: BuiltinArgs) -> Result<Outcome, TrainError> {
+    let mut spec = match &args.spec {
+        SpecSource::File(p) => ModelSpec::from_file(p)?,
+        SpecSource::Inline(text) => ModelSpec::parse(text)?,
+    };
+    spec.apply(&args.overrides)?;
+    let tf = TfConfig::from_env().map_err(TrainError::Config)?;
+    if !tf.is_primary() {
+        return Err(TrainError::Config(format!(
+            "TF_CONFIG names this replica '{}' {}: data-parallel training is not implemented yet, only the primary (master/chief) can run the built-in trainer",
+            tf.task_type, tf.task_index
+        )));
+    }
+    let schema = Schema {
+        columns: spec.data.columns.clone(),
+        features: spec.data.features.clone(),
+        label: Some(spec.data.label.clone()),
+        label_kind: if spec.is_classification() {
+            Label::Classes(spec.data.classes.clone())
+        } else {
+            Label::Regression
+        },
+        header: spec.data.header,
+    };
+    let mut train = load(&schema, &args.train)?;
+    let mut eval = match &args.eval {
+        Some(src) => load(&schema, src)?,
+        None => {
+            eprintln!("warning: no --eval-files given: evaluating on the training data");
+            train.clone()
+        }
+    };
+    let normalization = spec.data.normalize.then(|| {
+        let n = Normalizer::fit(&train);
+        n.apply(&mut train);
+        n.apply(&mut eval);
+        Normalization {
+            mean: n.mean,
+            std: n.std,
+        }
+    });
+    let model = Sequential::from_spec(&spec)?;
+    let mut cfg = args.cfg;
+    cfg.optimizer = spec.optimizer;
+    cfg.metrics = spec.metrics.clone();
+    let features = spec.data.features.clone();
+    let export_root = cfg.job_dir.as_ref().map(|d| {
+        d.join("export").join(
+            args.export_name
+                .clone()
+                .unwrap_or_else(|| spec.name.clone()),
+        )
+    });
+    let mut trainer = Trainer::new(model, cfg);
+    if let Some(root) = export_root {
+        trainer = trainer.with_export(move |model: &Sequential, params: &[f32], step| {
+            let mut ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            while root.join(ts.to_string()).exists() {
+                ts += 1;
+            }
+            let dir = root.join(ts.to_string());
+            export::write(&dir, model, params, &features, normalization.clone(), step)?;
+            Ok(dir)
+        });
+    }
+    trainer.run(&train, &eval)
+}

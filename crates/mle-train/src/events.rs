@@ -1,0 +1,220 @@
+//! TensorBoard event files: `Event` protobufs in TFRecord framing.
+//!
+//! Framing (TensorFlow `core/lib/io/record_writer.cc`): `u64 length (LE)`,
+//! `u32 masked_crc32c(length bytes)`, the payload, `u32 masked_crc32c(payload)`, where
+//! `masked(c) = ((c >> 15) | (c << 17)) + 0xa282ead8`. The first record of a file is an
+//! `Event` carrying `file_version = "brain.Event:2"`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+/// `tensorflow.Event` (the fields we use).
+#[derive(Clone, PartialEq, Message)]
+pub struct Event {
+    /// Field 1: seconds since the epoch.
+    #[prost(double, tag = "1")]
+    pub wall_time: f64,
+    /// Field 2: global step.
+    #[prost(int64, tag = "2")]
+    pub step: i64,
+    /// Field 3: set on the first record only.
+    #[prost(string, optional, tag = "3")]
+    pub file_version: Option<String>,
+    /// Field 5.
+    #[prost(message, optional, tag = "5")]
+    pub summary: Option<Summary>,
+}
+
+/// `tensorflow.Summary`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Summary {
+    /// Field 1.
+    #[prost(message, repeated, tag = "1")]
+    pub value: Vec<SummaryValue>,
+}
+
+/// `tensorflow.Summary.Value` with a `simple_value`.
+#[derive(Clone, PartialEq, Message)]
+pub struct SummaryValue {
+    /// Field 1.
+    #[prost(string, tag = "1")]
+    pub tag: String,
+    /// Field 2.
+    #[prost(float, optional, tag = "2")]
+    pub simple_value: Option<f32>,
+}
+
+fn masked_crc(bytes: &[u8]) -> u32 {
+    let c = crc32c::crc32c(bytes);
+    ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Appends scalar summaries to one event file.
+pub struct EventWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl EventWriter {
+    /// Creates `dir/events.out.tfevents.<secs>.<host>.<pid>` and writes the version record.
+    pub fn create(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let path = dir.join(format!(
+            "events.out.tfevents.{}.{host}.{}",
+            now() as u64,
+            std::process::id()
+        ));
+        let mut w = Self {
+            out: BufWriter::new(File::create(&path)?),
+            path,
+        };
+        w.write_event(&Event {
+            wall_time: now(),
+            step: 0,
+            file_version: Some("brain.Event:2".into()),
+            summary: None,
+        })?;
+        w.out.flush()?;
+        Ok(w)
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_event(&mut self, event: &Event) -> std::io::Result<()> {
+        let data = event.encode_to_vec();
+        let len = (data.len() as u64).to_le_bytes();
+        self.out.write_all(&len)?;
+        self.out.write_all(&masked_crc(&len).to_le_bytes())?;
+        self.out.write_all(&data)?;
+        self.out.write_all(&masked_crc(&data).to_le_bytes())
+    }
+
+    /// Writes scalars at `step` and flushes (so TensorBoard and the tuning service see them).
+    pub fn scalars(&mut self, step: u64, values: &[(&str, f64)]) -> std::io::Result<()> {
+        let value = values
+            .iter()
+            .map(|(tag, v)| SummaryValue {
+                tag: tag.to_string(),
+                simple_value: Some(*v as f32),
+            })
+            .collect();
+        self.write_event(&Event {
+            wall_time: now(),
+            step: step as i64,
+            file_version: None,
+            summary: Some(Summary { value }),
+        })?;
+        self.out.flush()
+    }
+}
+
+/// One scalar read back from an event file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scalar {
+    /// Global step.
+    pub step: i64,
+    /// Tag.
+    pub tag: String,
+    /// Value.
+    pub value: f32,
+}
+
+/// Reads every scalar of an event file, checking both CRCs of each record. A truncated last
+/// record (a writer killed mid-write) ends the read without error.
+pub fn read_scalars(path: &Path) -> std::io::Result<Vec<Scalar>> {
+    let bytes = std::fs::read(path)?;
+    let bad = |what: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {what}", path.display()),
+        )
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 12 <= bytes.len() {
+        let len_bytes = &bytes[at..at + 8];
+        let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
+        if u32::from_le_bytes(bytes[at + 8..at + 12].try_into().expect("4 bytes"))
+            != masked_crc(len_bytes)
+        {
+            return Err(bad("corrupt record length"));
+        }
+        let start = at + 12;
+        if start + len + 4 > bytes.len() {
+            break;
+        }
+        let data = &bytes[start..start + len];
+        if u32::from_le_bytes(
+            bytes[start + len..start + len + 4]
+                .try_into()
+                .expect("4 bytes"),
+        ) != masked_crc(data)
+        {
+            return Err(bad("corrupt record data"));
+        }
+        let event = Event::decode(data).map_err(|e| bad(&e.to_string()))?;
+        for v in event.summary.map(|s| s.value).unwrap_or_default() {
+            if let Some(value) = v.simple_value {
+                out.push(Scalar {
+                    step: event.step,
+                    tag: v.tag,
+                    value,
+                });
+            }
+        }
+        at = start + len + 4;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_matches_the_published_check_value() {
+        // CRC-32C of "123456789" is 0xE3069283 (RFC 3720, B.4).
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn scalars_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = EventWriter::create(dir.path()).unwrap();
+        w.scalars(10, &[("loss", 1.5), ("rmse", 2.25)]).unwrap();
+        w.scalars(20, &[("loss", 0.5)]).unwrap();
+        let path = w.path().to_path_buf();
+        drop(w);
+        let s = read_scalars(&path).unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            s[1],
+            Scalar {
+                step: 10,
+                tag: "rmse".into(),
+                value: 2.25
+            }
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 6] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_scalars(&path).is_err());
+    }
+}

@@ -1,0 +1,373 @@
+//! The `train_and_evaluate` loop.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use mle_data::{BatchStream, Cursor, Dataset};
+use mle_nn::metrics::MetricSums;
+use mle_nn::{Batch, Metric, Model, NnError, Optimizer, OptimizerKind, OptimizerSpec};
+
+use crate::checkpoint::Checkpoint;
+use crate::events::EventWriter;
+use crate::hypertune::{DEFAULT_METRIC_TAG, Reporter};
+use crate::{TrainError, checkpoint};
+
+/// How to train.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Where checkpoints, event files and exports go; `None` keeps nothing on disk.
+    pub job_dir: Option<PathBuf>,
+    /// Stop after this many steps.
+    pub train_steps: Option<u64>,
+    /// Stop after this many passes over the training data.
+    pub num_epochs: Option<f64>,
+    /// Rows per training step.
+    pub train_batch_size: usize,
+    /// Rows per evaluation batch.
+    pub eval_batch_size: usize,
+    /// Evaluation batches per evaluation (`None`: the whole evaluation set).
+    pub eval_steps: Option<usize>,
+    /// Evaluate (and report) every this many steps, and always at the end.
+    pub eval_every_steps: u64,
+    /// Checkpoint every this many steps (`None`: at every evaluation).
+    pub checkpoint_every_steps: Option<u64>,
+    /// Also checkpoint when this many seconds passed since the last one.
+    pub checkpoint_every_secs: Option<f64>,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// Training scalars are written every this many steps.
+    pub log_every_steps: u64,
+    /// Seed for initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// The optimizer.
+    pub optimizer: OptimizerSpec,
+    /// Metrics to evaluate, the first is primary.
+    pub metrics: Vec<Metric>,
+    /// `CLOUD_ML_HP_METRIC_TAG`: the tag to report tuning metrics under.
+    pub hp_metric_tag: Option<String>,
+    /// Show a progress bar (only drawn on a terminal).
+    pub progress: bool,
+    /// Print one line per evaluation on stdout.
+    pub verbose: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            job_dir: None,
+            train_steps: None,
+            num_epochs: None,
+            train_batch_size: 32,
+            eval_batch_size: 1000,
+            eval_steps: None,
+            eval_every_steps: 1000,
+            checkpoint_every_steps: None,
+            checkpoint_every_secs: None,
+            keep_checkpoints: 5,
+            log_every_steps: 100,
+            seed: 42,
+            optimizer: OptimizerSpec::new(OptimizerKind::Adam, 0.001),
+            metrics: vec![Metric::Loss],
+            hp_metric_tag: None,
+            progress: true,
+            verbose: true,
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The final global step.
+    pub step: u64,
+    /// The step training resumed from, if a checkpoint was found.
+    pub resumed_from: Option<u64>,
+    /// Final evaluation metrics.
+    pub metrics: Vec<(Metric, f64)>,
+    /// The export directory, if one was written.
+    pub export_dir: Option<PathBuf>,
+    /// Training throughput over this process's steps.
+    pub examples_per_sec: f64,
+}
+
+type ExportFn<'a, M> = Box<dyn Fn(&M, &[f32], u64) -> Result<PathBuf, NnError> + 'a>;
+
+/// A training run over one model: see the crate docs.
+pub struct Trainer<'a, M: Model> {
+    model: M,
+    cfg: TrainConfig,
+    export: Option<ExportFn<'a, M>>,
+}
+
+/// Evaluates `params` on (up to `eval_steps` batches of) a dataset.
+pub fn evaluate<M: Model>(
+    model: &M,
+    params: &[f32],
+    data: &Dataset,
+    batch_size: usize,
+    eval_steps: Option<usize>,
+) -> Result<MetricSums, NnError> {
+    let task = model.task();
+    let mut sums = MetricSums::default();
+    let w = data.width();
+    let rows = data.len();
+    let limit = eval_steps.map_or(rows, |s| (s * batch_size).min(rows));
+    let mut start = 0;
+    while start < limit {
+        let end = (start + batch_size).min(limit);
+        let batch = Batch {
+            x: &data.features()[start * w..end * w],
+            y: &data.labels()[start..end],
+            rows: end - start,
+        };
+        let (loss, out) = model.evaluate(params, batch)?;
+        sums.add(&task, loss, &out, batch.y);
+        start = end;
+    }
+    Ok(sums)
+}
+
+impl<'a, M: Model> Trainer<'a, M> {
+    /// A trainer for `model`.
+    pub fn new(model: M, cfg: TrainConfig) -> Self {
+        Self {
+            model,
+            cfg,
+            export: None,
+        }
+    }
+
+    /// Sets the function that writes the final export; it returns the export directory.
+    pub fn with_export(
+        mut self,
+        f: impl Fn(&M, &[f32], u64) -> Result<PathBuf, NnError> + 'a,
+    ) -> Self {
+        self.export = Some(Box::new(f));
+        self
+    }
+
+    fn max_steps(&self, rows: usize) -> Result<u64, TrainError> {
+        let c = &self.cfg;
+        let by_epochs = c
+            .num_epochs
+            .map(|e| (e * rows as f64 / c.train_batch_size as f64).ceil() as u64);
+        match (c.train_steps, by_epochs) {
+            (Some(s), Some(e)) => Ok(s.min(e)),
+            (Some(s), None) | (None, Some(s)) => Ok(s),
+            (None, None) => Err(TrainError::Config(
+                "give --train-steps or --num-epochs".into(),
+            )),
+        }
+    }
+
+    /// Trains, evaluating and checkpointing along the way, then exports; resumes from the
+    /// newest checkpoint in the job dir when there is one.
+    pub fn run(mut self, train: &Dataset, eval: &Dataset) -> Result<Outcome, TrainError> {
+        let cfg = self.cfg.clone();
+        if cfg.train_batch_size == 0 || cfg.eval_batch_size == 0 {
+            return Err(TrainError::Config("batch sizes must be at least 1".into()));
+        }
+        if train.width() != self.model.input_width() || eval.width() != self.model.input_width() {
+            return Err(TrainError::Config(format!(
+                "the model reads {} features, the data has {}",
+                self.model.input_width(),
+                train.width()
+            )));
+        }
+        let max_steps = self.max_steps(train.len())?;
+        if max_steps == 0 {
+            return Err(TrainError::Config(
+                "nothing to train: the step budget is 0".into(),
+            ));
+        }
+        let ckpt_dir = cfg.job_dir.as_ref().map(|d| d.join("checkpoints"));
+        let mut params = self.model.init_params(cfg.seed);
+        let mut opt = Optimizer::new(cfg.optimizer, params.len());
+        let mut step = 0;
+        let mut cursor = Cursor::default();
+        let mut resumed_from = None;
+        if let Some(dir) = &ckpt_dir
+            && let Some(c) = Checkpoint::latest(&self.model, dir)?
+        {
+            c.restore(&mut self.model, &mut opt)?;
+            params = c.params;
+            step = c.step;
+            cursor = c.cursor;
+            resumed_from = Some(step);
+            eprintln!(
+                "resuming from checkpoint at step {step} in {}",
+                dir.display()
+            );
+        }
+        let mut train_events = match &cfg.job_dir {
+            Some(d) => Some(EventWriter::create(d).map_err(|e| TrainError::io(d, e))?),
+            None => None,
+        };
+        let mut eval_events = match &cfg.job_dir {
+            Some(d) => {
+                Some(EventWriter::create(&d.join("eval")).map_err(|e| TrainError::io(d, e))?)
+            }
+            None => None,
+        };
+        let mut reporter = Reporter::from_env();
+        let bar = if cfg.progress && std::io::stderr().is_terminal() {
+            let b = ProgressBar::new(max_steps);
+            b.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {msg}  eta {eta}")
+                    .expect("static template"),
+            );
+            b.set_position(step);
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+
+        let mut stream = BatchStream::new(train, cfg.train_batch_size, cfg.seed, true, cursor);
+        let mut grads = vec![0.0; params.len()];
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let started = Instant::now();
+        let start_step = step;
+        let mut interval = (Instant::now(), step, 0.0f64, 0u64);
+        let mut last_ckpt = Instant::now();
+        let mut final_metrics = Vec::new();
+        let ckpt_every = cfg
+            .checkpoint_every_steps
+            .unwrap_or(cfg.eval_every_steps)
+            .max(1);
+        let lr = cfg.optimizer.learning_rate;
+
+        let mut evaluate_now = |step: u64,
+                                params: &[f32],
+                                model: &M,
+                                train_loss: Option<f64>,
+                                ex_s: f64|
+         -> Result<Vec<(Metric, f64)>, TrainError> {
+            let sums = evaluate(model, params, eval, cfg.eval_batch_size, cfg.eval_steps)?;
+            let metrics: Vec<(Metric, f64)> =
+                cfg.metrics.iter().map(|&m| (m, sums.value(m))).collect();
+            let mut line = format!("step {step}/{max_steps}");
+            if let Some(l) = train_loss {
+                line += &format!("  loss {l:.4}");
+            }
+            let mut scalars: Vec<(String, f64)> = vec![("loss".into(), sums.value(Metric::Loss))];
+            line += &format!("  eval_loss {:.4}", sums.value(Metric::Loss));
+            for (m, v) in &metrics {
+                if *m != Metric::Loss {
+                    line += &format!("  eval_{} {v:.4}", m.name());
+                    scalars.push((m.name().into(), *v));
+                }
+            }
+            if ex_s > 0.0 {
+                line += &format!("  ({ex_s:.0} examples/s)");
+            }
+            let tag = cfg
+                .hp_metric_tag
+                .clone()
+                .unwrap_or_else(|| DEFAULT_METRIC_TAG.into());
+            let hp_value = Metric::parse(&tag).map(|m| sums.value(m)).unwrap_or(
+                metrics
+                    .first()
+                    .map_or(sums.value(Metric::Loss), |(_, v)| *v),
+            );
+            if !scalars.iter().any(|(t, _)| *t == tag) {
+                scalars.push((tag.clone(), hp_value));
+            }
+            if let Some(w) = eval_events.as_mut() {
+                let refs: Vec<(&str, f64)> =
+                    scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+                w.scalars(step, &refs)
+                    .map_err(|e| TrainError::io(w.path(), e))?;
+            }
+            if let Some(r) = reporter.as_mut() {
+                r.report(&tag, hp_value, step).map_err(|e| {
+                    TrainError::Config(format!("writing the hypertune metric file: {e}"))
+                })?;
+            }
+            if cfg.verbose {
+                bar.suspend(|| println!("{line}"));
+            }
+            Ok(metrics)
+        };
+
+        while step < max_steps {
+            stream.next_into(&mut x, &mut y);
+            let rows = y.len();
+            let loss = self.model.loss_and_grad(
+                &params,
+                Batch { x: &x, y: &y, rows },
+                step,
+                &mut grads,
+            )?;
+            if !loss.is_finite() {
+                return Err(TrainError::Diverged { step, loss });
+            }
+            opt.step(&mut params, &grads, lr);
+            step += 1;
+            interval.2 += loss as f64;
+            interval.3 += 1;
+            bar.set_position(step);
+            if let Some(w) = train_events.as_mut()
+                && (step % cfg.log_every_steps.max(1) == 0 || step == max_steps)
+            {
+                w.scalars(step, &[("loss", loss as f64)])
+                    .map_err(|e| TrainError::io(w.path(), e))?;
+            }
+            if step % cfg.eval_every_steps.max(1) == 0 || step == max_steps {
+                let secs = interval.0.elapsed().as_secs_f64();
+                let ex_s =
+                    ((step - interval.1) as usize * cfg.train_batch_size) as f64 / secs.max(1e-9);
+                let mean_loss = interval.2 / interval.3.max(1) as f64;
+                final_metrics = evaluate_now(step, &params, &self.model, Some(mean_loss), ex_s)?;
+                if let Some(w) = train_events.as_mut() {
+                    w.scalars(step, &[("examples/sec", ex_s)])
+                        .map_err(|e| TrainError::io(w.path(), e))?;
+                }
+                interval = (Instant::now(), step, 0.0, 0);
+            }
+            let due_secs = cfg
+                .checkpoint_every_secs
+                .is_some_and(|s| last_ckpt.elapsed().as_secs_f64() >= s);
+            if let Some(dir) = &ckpt_dir
+                && (step % ckpt_every == 0 || step == max_steps || due_secs)
+            {
+                Checkpoint::capture(&self.model, &params, &opt, step, stream.cursor()).save(
+                    &self.model,
+                    dir,
+                    cfg.keep_checkpoints,
+                )?;
+                last_ckpt = Instant::now();
+            }
+        }
+        bar.finish_and_clear();
+        if final_metrics.is_empty() {
+            eprintln!(
+                "training already reached step {step} (target {max_steps}); evaluating and exporting"
+            );
+            final_metrics = evaluate_now(step, &params, &self.model, None, 0.0)?;
+        }
+        let trained = (step - start_step) as usize * cfg.train_batch_size;
+        let examples_per_sec = trained as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let export_dir = match &self.export {
+            Some(f) => Some(f(&self.model, &params, step)?),
+            None => None,
+        };
+        if let Some(dir) = &ckpt_dir
+            && checkpoint::list(dir).last().map(|(s, _)| *s) != Some(step)
+        {
+            Checkpoint::capture(&self.model, &params, &opt, step, stream.cursor()).save(
+                &self.model,
+                dir,
+                cfg.keep_checkpoints,
+            )?;
+        }
+        Ok(Outcome {
+            step,
+            resumed_from,
+            metrics: final_metrics,
+            export_dir,
+            examples_per_sec,
+        })
+    }
+}
