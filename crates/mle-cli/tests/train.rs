@@ -171,7 +171,7 @@ fn a_sigkilled_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted
     assert!(at_kill < steps, "the run finished before the kill");
 
     let out = run_expect(
-        &mut abalone_train(&killed, steps, 32).args([
+        abalone_train(&killed, steps, 32).args([
             "--checkpoint-every-steps",
             "500",
             "--eval-every-steps",
@@ -199,7 +199,7 @@ fn a_sigkilled_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted
     // The same run without interruption ends with bit-identical weights: resume is exact.
     let straight = dir.path().join("straight");
     run_expect(
-        &mut abalone_train(&straight, steps, 32).args([
+        abalone_train(&straight, steps, 32).args([
             "--checkpoint-every-steps",
             "500",
             "--eval-every-steps",

@@ -26,7 +26,7 @@ pub fn fill(
         Initializer::HeNormal => {
             // He et al. (2015): std sqrt(2 / fan_in); Keras truncates at two standard deviations
             // and rescales by 1/0.8796 to keep that std after truncation.
-            let std = (2.0 / fan_in as f64).sqrt() / 0.879_625_660_296_453_9;
+            let std = (2.0 / fan_in as f64).sqrt() / 0.879_625_660_296_453;
             for w in out {
                 *w = loop {
                     let z = standard_normal(rng);

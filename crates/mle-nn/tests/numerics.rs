@@ -218,11 +218,12 @@ fn least_squares(x: &[f64], y: &[f64], cols: usize) -> Vec<f64> {
             .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
             .unwrap();
         a.swap(c, pivot);
-        for r in 0..cols {
+        let pivot_row = a[c].clone();
+        for (r, row) in a.iter_mut().enumerate() {
             if r != c {
-                let f = a[r][c] / a[c][c];
-                for k in c..=cols {
-                    a[r][k] -= f * a[c][k];
+                let f = row[c] / pivot_row[c];
+                for (v, p) in row.iter_mut().zip(&pivot_row).skip(c) {
+                    *v -= f * p;
                 }
             }
         }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, then every test (unit, integration, interop with
+# the Python peers). Creates target/test-venv (tensorboard, onnxruntime) on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/test-venv
+req=tests/python/requirements.txt
+if ! cmp -s "$req" "$venv/.requirements" 2>/dev/null; then
+  echo "==> creating the test venv in $venv (tensorboard, onnxruntime)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/.requirements"
+fi
+export MLE_TEST_PYTHON="$PWD/$venv/bin/python"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy -D warnings"
+cargo clippy --release --workspace --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --release --workspace
