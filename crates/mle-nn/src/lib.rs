@@ -30,10 +30,13 @@ pub mod metrics;
 mod model;
 pub mod onnx;
 mod optim;
+pub mod params;
 mod sequential;
 pub mod spec;
 pub mod tensorfile;
 
+/// burn itself, so that SDK users write their models against the exact version mle uses.
+pub use burn;
 pub use layout::{ParamInfo, ParamLayout};
 pub use model::{Batch, Model, Task};
 pub use optim::Optimizer;

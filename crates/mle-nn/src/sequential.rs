@@ -332,17 +332,7 @@ impl Sequential {
     }
 
     fn tensors(&self, params: &[f32], device: &Device, grad: bool) -> Vec<Tensor<2>> {
-        self.layout
-            .params()
-            .iter()
-            .map(|p| {
-                let t = Tensor::<2>::from_data(
-                    TensorData::new(params[p.range()].to_vec(), [p.shape[0], p.shape[1]]),
-                    device,
-                );
-                if grad { t.require_grad() } else { t }
-            })
-            .collect()
+        crate::params::param_tensors(&self.layout, params, device, grad)
     }
 
     /// Runs the layers; returns the last layer's pre-activation output ("logits").
@@ -633,19 +623,7 @@ impl Model for Sequential {
         let logits = self.forward(&p, x, Some(&mut ctx));
         let loss = self.loss_of(logits, y);
         let g = loss.backward();
-        for (info, t) in self.layout.params().iter().zip(&p) {
-            let slot = &mut grads[info.range()];
-            match t.grad(&g) {
-                Some(grad) => {
-                    let v = grad
-                        .into_data()
-                        .try_to_vec::<f32>()
-                        .map_err(|e| NnError::Shape(format!("{e:?}")))?;
-                    slot.copy_from_slice(&v);
-                }
-                None => slot.fill(0.0),
-            }
-        }
+        crate::params::write_grads(&self.layout, &p, &g, grads)?;
         for (idx, mean, var) in ctx.batch_stats {
             let m = self.layers.iter().find_map(|l| match l {
                 Layer::BatchNorm {
@@ -654,7 +632,7 @@ impl Model for Sequential {
                 _ => None,
             });
             let momentum = m.expect("batch stats come from a batch-norm layer");
-            let (mean, var) = (tensor_vec(mean.inner()), tensor_vec(var.inner()));
+            let (mean, var) = (crate::params::to_vec(mean)?, crate::params::to_vec(var)?);
             let s = &mut self.stats[idx];
             for (m, b) in s.mean.iter_mut().zip(mean) {
                 *m = *m * momentum + b * (1.0 - momentum);
@@ -705,8 +683,4 @@ impl Model for Sequential {
             "the model has no buffer '{name}'"
         )))
     }
-}
-
-fn tensor_vec(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap_or_default()
 }

@@ -23,6 +23,10 @@ mod trainer;
 
 pub use trainer::{Outcome, TrainConfig, Trainer, evaluate};
 
+pub use rand::SeedableRng;
+/// The seeded generator the initialisers take ([`mle_nn::init::fill`]).
+pub use rand_chacha::ChaCha8Rng as SeedRng;
+
 use std::path::{Path, PathBuf};
 
 /// Errors of a training run.
