@@ -17,10 +17,12 @@
 pub mod builtin;
 pub mod checkpoint;
 pub mod events;
+pub mod exchange;
 pub mod hypertune;
 pub mod tfconfig;
 mod trainer;
 
+pub use exchange::{Exchange, Local, Partition, StartState};
 pub use trainer::{Outcome, TrainConfig, Trainer, evaluate};
 
 pub use rand::SeedableRng;
