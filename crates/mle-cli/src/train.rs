@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use mle_dist::Cluster;
 use mle_nn::Overrides;
-use mle_train::TrainConfig;
 use mle_train::builtin::{self, BuiltinArgs, DataSource, SpecSource};
+use mle_train::tfconfig::TfConfig;
+use mle_train::{TrainConfig, TrainError};
 
 /// Reference workloads embedded in the binary.
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,9 +110,28 @@ pub struct TrainArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Data-parallel strategy when TF_CONFIG describes a cluster: parameter servers when the
+    /// cluster has `ps` replicas, else ring all-reduce among the chief/master and workers.
+    #[arg(long, value_enum, default_value = "auto")]
+    distribution_strategy: Strategy,
+    /// With parameter servers: average one push from every trainer per step (synchronous)
+    /// instead of applying each push as it arrives.
+    #[arg(long, alias = "sync_replicas")]
+    sync_replicas: bool,
     /// Log level of the seed trainers (accepted for compatibility).
     #[arg(long, hide = true)]
     verbosity: Option<String>,
+}
+
+/// How replicas combine gradients.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Parameter servers if the cluster has any, else all-reduce.
+    Auto,
+    /// Workers pull parameters and push gradients to the `ps` replicas.
+    ParameterServer,
+    /// Synchronous ring all-reduce among the chief/master and workers.
+    AllReduce,
 }
 
 /// Accepts local paths and `file://` URIs; object-store URIs are refused with a clear message.
@@ -193,15 +214,68 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         num_layers: a.num_layers.map(|v| v as usize),
         scale_factor: a.scale_factor,
     };
-    let outcome = builtin::run(BuiltinArgs {
+    let args = BuiltinArgs {
         spec,
         train,
         eval,
         overrides,
         export_name: a.export_name,
         cfg,
-    })
-    .context("training failed")?;
+    };
+    let tf = TfConfig::from_env().map_err(anyhow::Error::msg)?;
+    let opts = mle_dist::Options::from_env();
+    if tf.task_type == "evaluator" {
+        let max = args.cfg.train_steps.unwrap_or(u64::MAX);
+        builtin::evaluate_checkpoints(args, max).context("evaluator failed")?;
+        return Ok(0);
+    }
+    let cluster = if tf.cluster.is_empty() {
+        None
+    } else {
+        Some(Cluster::from_tf_config(&tf)?)
+    };
+    if let Some(c) = &cluster
+        && c.me.role == "ps"
+    {
+        eprintln!("{}: serving parameters", c.me);
+        mle_dist::ps::serve(c, &opts).with_context(|| format!("{} failed", c.me))?;
+        return Ok(0);
+    }
+    let strategy = a.distribution_strategy;
+    let sync = a.sync_replicas;
+    let make = move |total: usize| -> Result<Option<Box<dyn mle_train::Exchange>>, TrainError> {
+        let Some(c) = &cluster else { return Ok(None) };
+        if c.trainers.len() == 1 && c.ps.is_empty() {
+            return Ok(None);
+        }
+        let use_ps = match strategy {
+            Strategy::Auto => !c.ps.is_empty(),
+            Strategy::ParameterServer if c.ps.is_empty() => {
+                return Err(TrainError::Config(
+                    "--distribution-strategy parameter-server needs ps replicas in TF_CONFIG"
+                        .into(),
+                ));
+            }
+            Strategy::ParameterServer => true,
+            Strategy::AllReduce if !c.ps.is_empty() => {
+                return Err(TrainError::Config(
+                    "--distribution-strategy all-reduce uses no ps replicas, but TF_CONFIG has some".into(),
+                ));
+            }
+            Strategy::AllReduce => false,
+        };
+        let x: Box<dyn mle_train::Exchange> = if use_ps {
+            Box::new(mle_dist::PsExchange::new(c, total, sync, &opts)?)
+        } else {
+            Box::new(mle_dist::AllReduceExchange::new(c, &opts)?)
+        };
+        Ok(Some(x))
+    };
+    let outcome = builtin::run(args, &make).context("training failed")?;
+    if outcome.metrics.is_empty() {
+        println!("replica finished at step {}", outcome.step);
+        return Ok(0);
+    }
     let metrics: Vec<String> = outcome
         .metrics
         .iter()

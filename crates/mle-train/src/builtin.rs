@@ -7,7 +7,8 @@ use mle_data::{Dataset, Label, Normalizer, Schema};
 use mle_nn::export::{self, Normalization};
 use mle_nn::{ModelSpec, Overrides, Sequential};
 
-use crate::tfconfig::TfConfig;
+use crate::checkpoint::{self, Checkpoint};
+use crate::exchange::Exchange;
 use crate::{Outcome, TrainConfig, TrainError, Trainer};
 
 /// Where rows come from.
@@ -57,20 +58,22 @@ fn load(schema: &Schema, src: &DataSource) -> Result<Dataset, TrainError> {
     })
 }
 
-/// Runs the built-in trainer.
-pub fn run(args: BuiltinArgs) -> Result<Outcome, TrainError> {
+/// Builds the gradient exchange once the model's parameter count is known.
+pub type MakeExchange<'a> = dyn Fn(usize) -> Result<Option<Box<dyn Exchange>>, TrainError> + 'a;
+
+struct Prepared {
+    spec: ModelSpec,
+    train: Dataset,
+    eval: Dataset,
+    normalization: Option<Normalization>,
+}
+
+fn prepare(args: &BuiltinArgs) -> Result<Prepared, TrainError> {
     let mut spec = match &args.spec {
         SpecSource::File(p) => ModelSpec::from_file(p)?,
         SpecSource::Inline(text) => ModelSpec::parse(text)?,
     };
     spec.apply(&args.overrides)?;
-    let tf = TfConfig::from_env().map_err(TrainError::Config)?;
-    if !tf.is_primary() {
-        return Err(TrainError::Config(format!(
-            "TF_CONFIG names this replica '{}' {}: data-parallel training is not implemented yet, only the primary (master/chief) can run the built-in trainer",
-            tf.task_type, tf.task_index
-        )));
-    }
     let schema = Schema {
         columns: spec.data.columns.clone(),
         features: spec.data.features.clone(),
@@ -99,7 +102,25 @@ pub fn run(args: BuiltinArgs) -> Result<Outcome, TrainError> {
             std: n.std,
         }
     });
+    Ok(Prepared {
+        spec,
+        train,
+        eval,
+        normalization,
+    })
+}
+
+/// Runs the built-in trainer; `exchange` makes the replica's gradient exchange (`None`: train
+/// alone).
+pub fn run(args: BuiltinArgs, exchange: &MakeExchange<'_>) -> Result<Outcome, TrainError> {
+    let Prepared {
+        spec,
+        train,
+        eval,
+        normalization,
+    } = prepare(&args)?;
     let model = Sequential::from_spec(&spec)?;
+    let exchange = exchange(mle_nn::Model::layout(&model).total())?;
     let mut cfg = args.cfg;
     cfg.optimizer = spec.optimizer;
     cfg.metrics = spec.metrics.clone();
@@ -112,6 +133,9 @@ pub fn run(args: BuiltinArgs) -> Result<Outcome, TrainError> {
         )
     });
     let mut trainer = Trainer::new(model, cfg);
+    if let Some(x) = exchange {
+        trainer = trainer.with_exchange(x);
+    }
     if let Some(root) = export_root {
         trainer = trainer.with_export(move |model: &Sequential, params: &[f32], step| {
             let mut ts = std::time::SystemTime::now()
@@ -127,4 +151,54 @@ pub fn run(args: BuiltinArgs) -> Result<Outcome, TrainError> {
         });
     }
     trainer.run(&train, &eval)
+}
+
+/// The evaluator replica: evaluates each new checkpoint of the job dir (writing its own event
+/// files under `<job-dir>/eval_evaluator/`) until one reaches the final step.
+pub fn evaluate_checkpoints(args: BuiltinArgs, max_steps: u64) -> Result<(), TrainError> {
+    let Prepared { spec, eval, .. } = prepare(&args)?;
+    let mut model = Sequential::from_spec(&spec)?;
+    let job_dir = args
+        .cfg
+        .job_dir
+        .clone()
+        .ok_or_else(|| TrainError::Config("an evaluator needs --job-dir".into()))?;
+    let dir = job_dir.join("checkpoints");
+    let mut events = crate::events::EventWriter::create(&job_dir.join("eval_evaluator"))
+        .map_err(|e| TrainError::io(&job_dir, e))?;
+    let mut last = None;
+    loop {
+        if let Some((step, path)) = checkpoint::list(&dir).pop()
+            && Some(step) != last
+        {
+            let c = Checkpoint::load(&model, &path)?;
+            let mut opt = mle_nn::Optimizer::new(spec.optimizer, c.params.len());
+            c.restore(&mut model, &mut opt)?;
+            let sums = crate::evaluate(
+                &model,
+                &c.params,
+                &eval,
+                args.cfg.eval_batch_size,
+                args.cfg.eval_steps,
+            )?;
+            let values: Vec<(&str, f64)> = spec
+                .metrics
+                .iter()
+                .map(|m| (m.name(), sums.value(*m)))
+                .collect();
+            events
+                .scalars(step, &values)
+                .map_err(|e| TrainError::io(events.path(), e))?;
+            let text: Vec<String> = values
+                .iter()
+                .map(|(n, v)| format!("eval_{n} {v:.4}"))
+                .collect();
+            println!("evaluator: step {step}  {}", text.join("  "));
+            last = Some(step);
+            if step >= max_steps {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

@@ -68,7 +68,11 @@ pub trait Exchange {
 
     /// Brings `params` and `opt` up to date with the whole job's state (before a checkpoint or
     /// the export).
-    fn sync_state(&mut self, _params: &mut Vec<f32>, _opt: &mut Optimizer) -> Result<(), TrainError> {
+    fn sync_state(
+        &mut self,
+        _params: &mut Vec<f32>,
+        _opt: &mut Optimizer,
+    ) -> Result<(), TrainError> {
         Ok(())
     }
 

@@ -10,8 +10,8 @@ use mle_nn::metrics::MetricSums;
 use mle_nn::{Batch, Metric, Model, NnError, Optimizer, OptimizerKind, OptimizerSpec};
 
 use crate::checkpoint::Checkpoint;
-use crate::exchange::{Exchange, Local, Partition, StartState};
 use crate::events::EventWriter;
+use crate::exchange::{Exchange, Local, Partition, StartState};
 use crate::hypertune::{DEFAULT_METRIC_TAG, Reporter};
 use crate::{TrainError, checkpoint};
 
@@ -119,7 +119,11 @@ pub fn evaluate<M: Model>(
     let mut start = 0;
     while start < limit {
         let end = (start + batch_size).min(limit);
-        let batch = Batch { x: &data.features()[start * w..end * w], y: &data.labels()[start..end], rows: end - start };
+        let batch = Batch {
+            x: &data.features()[start * w..end * w],
+            y: &data.labels()[start..end],
+            rows: end - start,
+        };
         let (loss, out) = model.evaluate(params, batch)?;
         sums.add(&task, loss, &out, batch.y);
         start = end;
@@ -136,11 +140,19 @@ fn crossed(prev: u64, now: u64, every: u64) -> bool {
 impl<'a, M: Model> Trainer<'a, M> {
     /// A single-process trainer for `model`.
     pub fn new(model: M, cfg: TrainConfig) -> Self {
-        Self { model, cfg, export: None, exchange: Box::new(Local) }
+        Self {
+            model,
+            cfg,
+            export: None,
+            exchange: Box::new(Local),
+        }
     }
 
     /// Sets the function that writes the final export; it returns the export directory.
-    pub fn with_export(mut self, f: impl Fn(&M, &[f32], u64) -> Result<PathBuf, NnError> + 'a) -> Self {
+    pub fn with_export(
+        mut self,
+        f: impl Fn(&M, &[f32], u64) -> Result<PathBuf, NnError> + 'a,
+    ) -> Self {
         self.export = Some(Box::new(f));
         self
     }
@@ -153,11 +165,15 @@ impl<'a, M: Model> Trainer<'a, M> {
 
     fn max_steps(&self, rows: usize) -> Result<u64, TrainError> {
         let c = &self.cfg;
-        let by_epochs = c.num_epochs.map(|e| (e * rows as f64 / c.train_batch_size as f64).ceil() as u64);
+        let by_epochs = c
+            .num_epochs
+            .map(|e| (e * rows as f64 / c.train_batch_size as f64).ceil() as u64);
         match (c.train_steps, by_epochs) {
             (Some(s), Some(e)) => Ok(s.min(e)),
             (Some(s), None) | (None, Some(s)) => Ok(s),
-            (None, None) => Err(TrainError::Config("give --train-steps or --num-epochs".into())),
+            (None, None) => Err(TrainError::Config(
+                "give --train-steps or --num-epochs".into(),
+            )),
         }
     }
 
@@ -184,10 +200,16 @@ impl<'a, M: Model> Trainer<'a, M> {
         // Epochs count passes over the whole data by all replicas together.
         let max_steps = self.max_steps(train.len() / world.max(1))?;
         if max_steps == 0 {
-            return Err(TrainError::Config("nothing to train: the step budget is 0".into()));
+            return Err(TrainError::Config(
+                "nothing to train: the step budget is 0".into(),
+            ));
         }
         let primary = self.exchange.is_primary();
-        let ckpt_dir = cfg.job_dir.as_ref().filter(|_| primary).map(|d| d.join("checkpoints"));
+        let ckpt_dir = cfg
+            .job_dir
+            .as_ref()
+            .filter(|_| primary)
+            .map(|d| d.join("checkpoints"));
         let mut local = StartState {
             step: 0,
             cursor: Cursor::default(),
@@ -203,16 +225,27 @@ impl<'a, M: Model> Trainer<'a, M> {
             local.step = c.step;
             local.cursor = c.cursor;
             resumed_from = Some(c.step);
-            eprintln!("resuming from checkpoint at step {} in {}", c.step, dir.display());
+            eprintln!(
+                "resuming from checkpoint at step {} in {}",
+                c.step,
+                dir.display()
+            );
         }
-        let StartState { mut step, cursor, mut params, optimizer: mut opt } = self.exchange.start(local)?;
+        let StartState {
+            mut step,
+            cursor,
+            mut params,
+            optimizer: mut opt,
+        } = self.exchange.start(local)?;
         let job_dir = cfg.job_dir.as_ref().filter(|_| primary);
         let mut train_events = match job_dir {
             Some(d) => Some(EventWriter::create(d).map_err(|e| TrainError::io(d, e))?),
             None => None,
         };
         let mut eval_events = match job_dir {
-            Some(d) => Some(EventWriter::create(&d.join("eval")).map_err(|e| TrainError::io(d, e))?),
+            Some(d) => {
+                Some(EventWriter::create(&d.join("eval")).map_err(|e| TrainError::io(d, e))?)
+            }
             None => None,
         };
         let mut reporter = if primary { Reporter::from_env() } else { None };
@@ -236,7 +269,9 @@ impl<'a, M: Model> Trainer<'a, M> {
             Partition::Shard { rank, world } => {
                 shard = train.shard(rank, world);
                 if shard.is_empty() {
-                    return Err(TrainError::Config(format!("replica {rank} of {world} gets no training rows")));
+                    return Err(TrainError::Config(format!(
+                        "replica {rank} of {world} gets no training rows"
+                    )));
                 }
                 let cursor = if rank == 0 { cursor } else { Cursor::default() };
                 (&shard, b, cfg.seed.wrapping_add(rank as u64), cursor)
@@ -252,12 +287,21 @@ impl<'a, M: Model> Trainer<'a, M> {
         let mut interval = (Instant::now(), step, 0.0f64, 0u64);
         let mut last_ckpt = Instant::now();
         let mut final_metrics = Vec::new();
-        let ckpt_every = cfg.checkpoint_every_steps.unwrap_or(cfg.eval_every_steps).max(1);
+        let ckpt_every = cfg
+            .checkpoint_every_steps
+            .unwrap_or(cfg.eval_every_steps)
+            .max(1);
         let lr = cfg.optimizer.learning_rate;
 
-        let mut evaluate_now = |step: u64, params: &[f32], model: &M, train_loss: Option<f64>, ex_s: f64| -> Result<Vec<(Metric, f64)>, TrainError> {
+        let mut evaluate_now = |step: u64,
+                                params: &[f32],
+                                model: &M,
+                                train_loss: Option<f64>,
+                                ex_s: f64|
+         -> Result<Vec<(Metric, f64)>, TrainError> {
             let sums = evaluate(model, params, eval, cfg.eval_batch_size, cfg.eval_steps)?;
-            let metrics: Vec<(Metric, f64)> = cfg.metrics.iter().map(|&m| (m, sums.value(m))).collect();
+            let metrics: Vec<(Metric, f64)> =
+                cfg.metrics.iter().map(|&m| (m, sums.value(m))).collect();
             let mut line = format!("step {step}/{max_steps}");
             if let Some(l) = train_loss {
                 line += &format!("  loss {l:.4}");
@@ -273,19 +317,28 @@ impl<'a, M: Model> Trainer<'a, M> {
             if ex_s > 0.0 {
                 line += &format!("  ({ex_s:.0} examples/s)");
             }
-            let tag = cfg.hp_metric_tag.clone().unwrap_or_else(|| DEFAULT_METRIC_TAG.into());
-            let hp_value = Metric::parse(&tag)
-                .map(|m| sums.value(m))
-                .unwrap_or(metrics.first().map_or(sums.value(Metric::Loss), |(_, v)| *v));
+            let tag = cfg
+                .hp_metric_tag
+                .clone()
+                .unwrap_or_else(|| DEFAULT_METRIC_TAG.into());
+            let hp_value = Metric::parse(&tag).map(|m| sums.value(m)).unwrap_or(
+                metrics
+                    .first()
+                    .map_or(sums.value(Metric::Loss), |(_, v)| *v),
+            );
             if !scalars.iter().any(|(t, _)| *t == tag) {
                 scalars.push((tag.clone(), hp_value));
             }
             if let Some(w) = eval_events.as_mut() {
-                let refs: Vec<(&str, f64)> = scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
-                w.scalars(step, &refs).map_err(|e| TrainError::io(w.path(), e))?;
+                let refs: Vec<(&str, f64)> =
+                    scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+                w.scalars(step, &refs)
+                    .map_err(|e| TrainError::io(w.path(), e))?;
             }
             if let Some(r) = reporter.as_mut() {
-                r.report(&tag, hp_value, step).map_err(|e| TrainError::Config(format!("writing the hypertune metric file: {e}")))?;
+                r.report(&tag, hp_value, step).map_err(|e| {
+                    TrainError::Config(format!("writing the hypertune metric file: {e}"))
+                })?;
             }
             if cfg.verbose {
                 bar.suspend(|| println!("{line}"));
@@ -302,11 +355,19 @@ impl<'a, M: Model> Trainer<'a, M> {
                 y.truncate(b);
             }
             let rows = y.len();
-            let loss = self.model.loss_and_grad(&params, Batch { x: &x, y: &y, rows }, step, &mut grads)?;
+            let loss = self.model.loss_and_grad(
+                &params,
+                Batch { x: &x, y: &y, rows },
+                step,
+                &mut grads,
+            )?;
             if !loss.is_finite() {
                 return Err(TrainError::Diverged { step, loss });
             }
-            let Some(next) = self.exchange.step(&mut params, &mut grads, &mut opt, lr, step)? else {
+            let Some(next) = self
+                .exchange
+                .step(&mut params, &mut grads, &mut opt, lr, step)?
+            else {
                 break;
             };
             let prev = step;
@@ -321,37 +382,55 @@ impl<'a, M: Model> Trainer<'a, M> {
             if let Some(w) = train_events.as_mut()
                 && (crossed(prev, step, cfg.log_every_steps) || step >= max_steps)
             {
-                w.scalars(step, &[("loss", loss as f64)]).map_err(|e| TrainError::io(w.path(), e))?;
+                w.scalars(step, &[("loss", loss as f64)])
+                    .map_err(|e| TrainError::io(w.path(), e))?;
             }
             if crossed(prev, step, cfg.eval_every_steps) || step >= max_steps {
                 let secs = interval.0.elapsed().as_secs_f64();
-                let ex_s = ((step - interval.1) as usize * cfg.train_batch_size * world) as f64 / secs.max(1e-9);
+                let ex_s = ((step - interval.1) as usize * cfg.train_batch_size * world) as f64
+                    / secs.max(1e-9);
                 let mean_loss = interval.2 / interval.3.max(1) as f64;
                 final_metrics = evaluate_now(step, &params, &self.model, Some(mean_loss), ex_s)?;
                 if let Some(w) = train_events.as_mut() {
-                    w.scalars(step, &[("examples/sec", ex_s)]).map_err(|e| TrainError::io(w.path(), e))?;
+                    w.scalars(step, &[("examples/sec", ex_s)])
+                        .map_err(|e| TrainError::io(w.path(), e))?;
                 }
                 interval = (Instant::now(), step, 0.0, 0);
             }
-            let due_secs = cfg.checkpoint_every_secs.is_some_and(|s| last_ckpt.elapsed().as_secs_f64() >= s);
+            let due_secs = cfg
+                .checkpoint_every_secs
+                .is_some_and(|s| last_ckpt.elapsed().as_secs_f64() >= s);
             if let Some(dir) = &ckpt_dir
                 && (crossed(prev, step, ckpt_every) || step >= max_steps || due_secs)
             {
                 self.exchange.sync_state(&mut params, &mut opt)?;
-                Checkpoint::capture(&self.model, &params, &opt, step, stream.cursor()).save(&self.model, dir, cfg.keep_checkpoints)?;
+                Checkpoint::capture(&self.model, &params, &opt, step, stream.cursor()).save(
+                    &self.model,
+                    dir,
+                    cfg.keep_checkpoints,
+                )?;
                 last_ckpt = Instant::now();
             }
         }
         bar.finish_and_clear();
-        let examples_per_sec = (local_steps as usize * cfg.train_batch_size) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let examples_per_sec = (local_steps as usize * cfg.train_batch_size) as f64
+            / started.elapsed().as_secs_f64().max(1e-9);
         if !primary {
             self.exchange.finish()?;
-            return Ok(Outcome { step, resumed_from: None, metrics: Vec::new(), export_dir: None, examples_per_sec });
+            return Ok(Outcome {
+                step,
+                resumed_from: None,
+                metrics: Vec::new(),
+                export_dir: None,
+                examples_per_sec,
+            });
         }
         self.exchange.sync_state(&mut params, &mut opt)?;
         if final_metrics.is_empty() {
             if step == start_step {
-                eprintln!("training already reached step {step} (target {max_steps}); evaluating and exporting");
+                eprintln!(
+                    "training already reached step {step} (target {max_steps}); evaluating and exporting"
+                );
             }
             final_metrics = evaluate_now(step, &params, &self.model, None, 0.0)?;
         }
@@ -362,9 +441,19 @@ impl<'a, M: Model> Trainer<'a, M> {
         if let Some(dir) = &ckpt_dir
             && checkpoint::list(dir).last().map(|(s, _)| *s) != Some(step)
         {
-            Checkpoint::capture(&self.model, &params, &opt, step, stream.cursor()).save(&self.model, dir, cfg.keep_checkpoints)?;
+            Checkpoint::capture(&self.model, &params, &opt, step, stream.cursor()).save(
+                &self.model,
+                dir,
+                cfg.keep_checkpoints,
+            )?;
         }
         self.exchange.finish()?;
-        Ok(Outcome { step, resumed_from, metrics: final_metrics, export_dir, examples_per_sec })
+        Ok(Outcome {
+            step,
+            resumed_from,
+            metrics: final_metrics,
+            export_dir,
+            examples_per_sec,
+        })
     }
 }
