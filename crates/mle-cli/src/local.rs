@@ -47,6 +47,25 @@ pub struct LocalTrainArgs {
     /// Job directory, passed to the trainer as `--job-dir`.
     #[arg(long, value_name = "DIR")]
     job_dir: Option<String>,
+    /// Run a cluster on this machine: parameter servers and workers first, the primary last
+    /// in the foreground; every other replica is stopped when the primary ends.
+    #[arg(long)]
+    distributed: bool,
+    /// Workers (with --distributed).
+    #[arg(long, default_value = "2", requires = "distributed")]
+    worker_count: usize,
+    /// Parameter servers (with --distributed).
+    #[arg(long, default_value = "2", requires = "distributed")]
+    parameter_server_count: usize,
+    /// Evaluators (with --distributed); they are not part of the cluster.
+    #[arg(long, default_value = "0", requires = "distributed")]
+    evaluator_count: usize,
+    /// First of the contiguous localhost ports: primary, then ps, then workers.
+    #[arg(long, default_value = "27182", requires = "distributed")]
+    start_port: u16,
+    /// Name the primary `master` instead of `chief`.
+    #[arg(long, requires = "distributed")]
+    use_master: bool,
     /// Arguments for the trainer (after `--`).
     #[arg(last = true)]
     args: Vec<String>,
@@ -75,6 +94,25 @@ fn single_tf_config(job: serde_json::Value) -> String {
     serde_json::json!({"cluster": {}, "task": {}, "job": job, "environment": "cloud"}).to_string()
 }
 
+/// What every replica runs, before `TF_CONFIG` is set.
+struct Launch {
+    program: std::ffi::OsString,
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
+    job: serde_json::Value,
+}
+
+impl Launch {
+    fn command(&self, tf_config: String) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args).env("TF_CONFIG", tf_config);
+        if let Some(d) = &self.cwd {
+            c.current_dir(d);
+        }
+        c
+    }
+}
+
 fn train(a: LocalTrainArgs) -> Result<i32> {
     let mut args = a.args.clone();
     if let Some(d) = &a.job_dir {
@@ -82,18 +120,22 @@ fn train(a: LocalTrainArgs) -> Result<i32> {
         args.push("--job-dir".into());
         args.push(d.clone());
     }
-    let mut cmd = if a.builtin {
+    let launch = if a.builtin {
         let exe = std::env::current_exe().context("locating the mle binary")?;
-        let mut c = Command::new(exe);
-        c.arg("train").args(&args);
-        c.env(
-            "TF_CONFIG",
-            single_tf_config(serde_json::json!({"args": args, "job_dir": a.job_dir})),
-        );
-        c
+        let mut full = vec!["train".to_string()];
+        full.extend(args.iter().cloned());
+        Launch {
+            program: exe.into(),
+            args: full,
+            cwd: None,
+            job: serde_json::json!({"args": args, "job_dir": a.job_dir}),
+        }
     } else {
-        let package = a.package_path.expect("clap requires --package-path");
-        let module = a.module_name.expect("clap requires --module-name");
+        let package = a
+            .package_path
+            .clone()
+            .expect("clap requires --package-path");
+        let module = a.module_name.clone().expect("clap requires --module-name");
         if !package.is_dir() {
             bail!("--package-path {}: not a directory", package.display());
         }
@@ -102,18 +144,37 @@ fn train(a: LocalTrainArgs) -> Result<i32> {
             .with_context(|| format!("resolving {}", package.display()))?;
         let parent = package.parent().unwrap_or(Path::new("/")).to_path_buf();
         let python = std::env::var("MLE_PYTHON").unwrap_or_else(|_| "python3".into());
-        let mut c = Command::new(&python);
-        c.arg("-m").arg(&module).args(&args).current_dir(&parent);
-        c.env(
-            "TF_CONFIG",
-            single_tf_config(
-                serde_json::json!({"python_module": module, "args": args, "job_dir": a.job_dir}),
-            ),
-        );
-        c
+        let mut full = vec!["-m".to_string(), module.clone()];
+        full.extend(args.iter().cloned());
+        Launch {
+            program: python.into(),
+            args: full,
+            cwd: Some(parent),
+            job: serde_json::json!({"python_module": module, "args": args, "job_dir": a.job_dir}),
+        }
     };
-    let status = cmd.status().context("starting the trainer")?;
+    if a.distributed {
+        return crate::cluster::run_local_cluster(
+            &launch_spec(&a),
+            |tf| launch.command(tf),
+            &launch.job,
+        );
+    }
+    let status = launch
+        .command(single_tf_config(launch.job.clone()))
+        .status()
+        .context("starting the trainer")?;
     Ok(exit_code(status))
+}
+
+fn launch_spec(a: &LocalTrainArgs) -> crate::cluster::LocalCluster {
+    crate::cluster::LocalCluster {
+        primary: if a.use_master { "master" } else { "chief" },
+        workers: a.worker_count,
+        ps: a.parameter_server_count,
+        evaluators: a.evaluator_count,
+        start_port: a.start_port,
+    }
 }
 
 /// The child's exit code, or 128 + signal like a shell.

@@ -1,6 +1,7 @@
 //! `mle`: the command-line interface of the open ML Engine. It parses flags, turns them into the
 //! library crates' configurations and maps errors to exit codes; the work lives in the libraries.
 
+mod cluster;
 mod local;
 mod train;
 

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use mle_dist::Cluster;
 use mle_nn::Overrides;
 use mle_train::builtin::{self, BuiltinArgs, DataSource, SpecSource};
 use mle_train::tfconfig::TfConfig;
@@ -222,54 +221,31 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         export_name: a.export_name,
         cfg,
     };
-    let tf = TfConfig::from_env().map_err(anyhow::Error::msg)?;
     let opts = mle_dist::Options::from_env();
+    let strategy = match a.distribution_strategy {
+        Strategy::Auto => mle_dist::Strategy::Auto,
+        Strategy::ParameterServer => mle_dist::Strategy::ParameterServer,
+        Strategy::AllReduce => mle_dist::Strategy::AllReduce,
+    };
+    let sync = a.sync_replicas;
+    // The role is settled before data is read: ps replicas and evaluators never train.
+    let tf = TfConfig::from_env().map_err(anyhow::Error::msg)?;
     if tf.task_type == "evaluator" {
         let max = args.cfg.train_steps.unwrap_or(u64::MAX);
         builtin::evaluate_checkpoints(args, max).context("evaluator failed")?;
         return Ok(0);
     }
-    let cluster = if tf.cluster.is_empty() {
-        None
-    } else {
-        Some(Cluster::from_tf_config(&tf)?)
-    };
-    if let Some(c) = &cluster
-        && c.me.role == "ps"
-    {
-        eprintln!("{}: serving parameters", c.me);
-        mle_dist::ps::serve(c, &opts).with_context(|| format!("{} failed", c.me))?;
+    if tf.task_type == "ps" {
+        let cluster = mle_dist::Cluster::from_tf_config(&tf)?;
+        eprintln!("{}: serving parameters", cluster.me);
+        mle_dist::ps::serve(&cluster, &opts).with_context(|| format!("{} failed", cluster.me))?;
         return Ok(0);
     }
-    let strategy = a.distribution_strategy;
-    let sync = a.sync_replicas;
     let make = move |total: usize| -> Result<Option<Box<dyn mle_train::Exchange>>, TrainError> {
-        let Some(c) = &cluster else { return Ok(None) };
-        if c.trainers.len() == 1 && c.ps.is_empty() {
-            return Ok(None);
+        match mle_dist::from_env(total, strategy, sync, &opts)? {
+            mle_dist::Role::Trainer(x) => Ok(Some(x)),
+            _ => Ok(None),
         }
-        let use_ps = match strategy {
-            Strategy::Auto => !c.ps.is_empty(),
-            Strategy::ParameterServer if c.ps.is_empty() => {
-                return Err(TrainError::Config(
-                    "--distribution-strategy parameter-server needs ps replicas in TF_CONFIG"
-                        .into(),
-                ));
-            }
-            Strategy::ParameterServer => true,
-            Strategy::AllReduce if !c.ps.is_empty() => {
-                return Err(TrainError::Config(
-                    "--distribution-strategy all-reduce uses no ps replicas, but TF_CONFIG has some".into(),
-                ));
-            }
-            Strategy::AllReduce => false,
-        };
-        let x: Box<dyn mle_train::Exchange> = if use_ps {
-            Box::new(mle_dist::PsExchange::new(c, total, sync, &opts)?)
-        } else {
-            Box::new(mle_dist::AllReduceExchange::new(c, &opts)?)
-        };
-        Ok(Some(x))
     };
     let outcome = builtin::run(args, &make).context("training failed")?;
     if outcome.metrics.is_empty() {

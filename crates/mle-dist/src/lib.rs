@@ -17,10 +17,12 @@ mod cluster;
 mod exchange;
 pub mod ps;
 pub mod ring;
+mod role;
 pub mod wire;
 
 pub use cluster::{Cluster, Options};
 pub use exchange::{AllReduceExchange, PsExchange};
+pub use role::{Role, Strategy, from_env};
 
 /// Errors of distributed training; every one names the replica concerned.
 #[derive(Debug, thiserror::Error)]

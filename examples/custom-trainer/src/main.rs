@@ -1,7 +1,8 @@
 //! The Rust SDK in one file: a model `Sequential` cannot express (wide & deep: a linear path
 //! from the inputs added to an MLP path), written with burn tensors, trained by mle's
 //! `Trainer` with the same checkpoints/resume, event files, `cloudml-hypertune` reporting and
-//! flags as the built-in trainer. Run it as a CMLE trainer:
+//! flags as the built-in trainer, and the same data-parallel training under `TF_CONFIG`. Run it
+//! as a CMLE trainer:
 //!
 //! ```text
 //! cargo run --release -p custom-trainer -- --train-files examples/abalone/data/abalone_train.csv \
@@ -178,7 +179,28 @@ fn main() -> Result<()> {
         ..TrainConfig::default()
     };
     let export_dir = args.job_dir.map(|d| d.join("export/wide_deep"));
-    let mut trainer = Trainer::new(WideDeep::new(7, args.hidden), cfg);
+    let model = WideDeep::new(7, args.hidden);
+    // Under TF_CONFIG the same binary is a replica of a data-parallel job: a parameter server,
+    // or a trainer whose gradients go through all-reduce or the parameter servers.
+    let opts = mle_dist::Options::from_env();
+    let exchange = match mle_dist::from_env(
+        model.layout().total(),
+        mle_dist::Strategy::Auto,
+        false,
+        &opts,
+    )? {
+        mle_dist::Role::ParameterServer(cluster) => {
+            mle_dist::ps::serve(&cluster, &opts)?;
+            return Ok(());
+        }
+        mle_dist::Role::Evaluator => anyhow::bail!("this example has no evaluator role"),
+        mle_dist::Role::Trainer(x) => Some(x),
+        mle_dist::Role::Single => None,
+    };
+    let mut trainer = Trainer::new(model, cfg);
+    if let Some(x) = exchange {
+        trainer = trainer.with_exchange(x);
+    }
     if let Some(root) = export_dir {
         // A custom model exports its weights; serving it needs a Sequential or an ONNX graph.
         trainer = trainer.with_export(move |model: &WideDeep, params: &[f32], _step| {
@@ -197,6 +219,10 @@ fn main() -> Result<()> {
     let outcome = trainer
         .run(&train, &eval)
         .context("training the wide & deep model")?;
+    if outcome.metrics.is_empty() {
+        println!("replica finished at step {}", outcome.step);
+        return Ok(());
+    }
     let metrics: Vec<String> = outcome
         .metrics
         .iter()

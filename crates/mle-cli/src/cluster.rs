@@ -1,0 +1,151 @@
+//! `mle local train --distributed`: a cluster of replica processes on localhost with gcloud's
+//! semantics. Each replica runs in its own process group so that stopping it stops everything
+//! it started; Ctrl-C or SIGTERM to `mle` stops the whole cluster.
+
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+
+use crate::local::exit_code;
+
+/// The shape of the local cluster.
+pub struct LocalCluster {
+    /// `chief` or `master`.
+    pub primary: &'static str,
+    /// Worker count.
+    pub workers: usize,
+    /// Parameter server count.
+    pub ps: usize,
+    /// Evaluator count (not in the cluster).
+    pub evaluators: usize,
+    /// First port.
+    pub start_port: u16,
+}
+
+impl LocalCluster {
+    /// `{primary: [port0], ps: [...], worker: [...]}` on contiguous localhost ports.
+    pub fn spec(&self) -> Result<serde_json::Value> {
+        let n = 1 + self.ps + self.workers;
+        let last = self.start_port as usize + n - 1;
+        anyhow::ensure!(
+            last <= u16::MAX as usize,
+            "--start-port {} leaves no room for {n} ports",
+            self.start_port
+        );
+        let addr = |i: usize| format!("localhost:{}", self.start_port as usize + i);
+        let mut cluster = serde_json::Map::new();
+        cluster.insert(self.primary.into(), serde_json::json!([addr(0)]));
+        if self.ps > 0 {
+            cluster.insert("ps".into(), (1..=self.ps).map(addr).collect());
+        }
+        if self.workers > 0 {
+            cluster.insert("worker".into(), (1 + self.ps..n).map(addr).collect());
+        }
+        Ok(serde_json::Value::Object(cluster))
+    }
+}
+
+fn tf_config(
+    cluster: &serde_json::Value,
+    role: &str,
+    index: usize,
+    job: &serde_json::Value,
+) -> String {
+    serde_json::json!({"cluster": cluster, "task": {"type": role, "index": index}, "job": job, "environment": "cloud"}).to_string()
+}
+
+struct Replica {
+    name: String,
+    child: Child,
+}
+
+fn spawn(mut cmd: Command, name: String) -> Result<Replica> {
+    let child = cmd
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(Replica { name, child })
+}
+
+/// SIGTERM to each replica's process group, then SIGKILL to those still running after a grace
+/// period; reaps them all.
+fn stop_all(replicas: &mut [Replica]) {
+    let signal = |r: &Replica, s| {
+        let _ = killpg(Pid::from_raw(r.child.id() as i32), s);
+    };
+    for r in replicas.iter_mut() {
+        if r.child.try_wait().ok().flatten().is_none() {
+            signal(r, Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && replicas
+            .iter_mut()
+            .any(|r| r.child.try_wait().ok().flatten().is_none())
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for r in replicas.iter_mut() {
+        // The group may hold grandchildren even when the replica itself has exited.
+        signal(r, Signal::SIGKILL);
+        let _ = r.child.wait();
+    }
+}
+
+/// Starts ps, workers and evaluators, then the primary; returns the primary's exit code once it
+/// ends (or 130 on Ctrl-C), after stopping every other replica.
+pub fn run_local_cluster(
+    shape: &LocalCluster,
+    command: impl Fn(String) -> Command,
+    job: &serde_json::Value,
+) -> Result<i32> {
+    let cluster = shape.spec()?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone())
+            .context("installing signal handlers")?;
+    }
+    let mut others = Vec::new();
+    let start = |role: &str, index: usize| {
+        spawn(
+            command(tf_config(&cluster, role, index, job)),
+            format!("{role}-replica-{index}"),
+        )
+    };
+    let result = (|| -> Result<i32> {
+        for i in 0..shape.ps {
+            others.push(start("ps", i)?);
+        }
+        for i in 0..shape.workers {
+            others.push(start("worker", i)?);
+        }
+        for i in 0..shape.evaluators {
+            others.push(start("evaluator", i)?);
+        }
+        let mut primary = vec![start(shape.primary, 0)?];
+        let code = loop {
+            if let Some(status) = primary[0].child.try_wait()? {
+                break exit_code(status);
+            }
+            if interrupted.load(Ordering::Relaxed) {
+                eprintln!("interrupted: stopping {} replicas", others.len() + 1);
+                stop_all(&mut primary);
+                break 130;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if code != 0 && code != 130 {
+            eprintln!("{} exited with status {code}", primary[0].name);
+        }
+        Ok(code)
+    })();
+    stop_all(&mut others);
+    result
+}
