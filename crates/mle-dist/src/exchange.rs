@@ -87,7 +87,7 @@ impl Exchange for AllReduceExchange {
         }
     }
 
-    fn start(&mut self, local: StartState) -> Result<StartState, TrainError> {
+    fn start(&mut self, local: StartState, _max_steps: u64) -> Result<StartState, TrainError> {
         let bytes = self.ring.broadcast(encode_state(&local))?;
         if self.is_primary() {
             Ok(local)
@@ -153,11 +153,11 @@ impl Exchange for PsExchange {
         }
     }
 
-    fn start(&mut self, mut local: StartState) -> Result<StartState, TrainError> {
+    fn start(&mut self, mut local: StartState, max_steps: u64) -> Result<StartState, TrainError> {
         if self.is_primary() {
             let sync = if self.sync { self.world } else { 0 };
             self.client
-                .init(local.step, sync, &local.params, &local.optimizer)?;
+                .init(local.step, max_steps, sync, &local.params, &local.optimizer)?;
         }
         // Workers wait for the primary to initialise the servers.
         let started = Instant::now();
@@ -203,9 +203,12 @@ impl Exchange for PsExchange {
         }
     }
 
-    fn sync_state(&mut self, params: &mut Vec<f32>, opt: &mut Optimizer) -> Result<(), TrainError> {
-        self.client.snapshot(params, opt)?;
-        Ok(())
+    fn sync_state(
+        &mut self,
+        params: &mut Vec<f32>,
+        opt: &mut Optimizer,
+    ) -> Result<Option<u64>, TrainError> {
+        Ok(Some(self.client.snapshot(params, opt)?))
     }
 
     fn finish(&mut self) -> Result<(), TrainError> {

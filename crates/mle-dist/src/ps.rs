@@ -22,6 +22,7 @@ struct Shard {
     opt: Option<Optimizer>,
     params: Vec<f32>,
     step: u64,
+    max_steps: u64,
     sync: usize,
     pending: Vec<f32>,
     pushed_by: BTreeSet<String>,
@@ -147,6 +148,7 @@ fn handle(server: &Server, mut conn: Conn, who: String) -> Result<(), DistError>
             Kind::Init => {
                 let spec = decode_spec(&mut d)?;
                 shard.step = d.u64()?;
+                shard.max_steps = d.u64()?;
                 shard.sync = d.u64()? as usize;
                 let iterations = d.u64()?;
                 shard.params = d.f32s()?;
@@ -183,7 +185,8 @@ fn handle(server: &Server, mut conn: Conn, who: String) -> Result<(), DistError>
             Kind::Push => {
                 let lr = d.f64()?;
                 let grads = d.f32s()?;
-                if shard.done {
+                // Past the step budget a push is refused, so the global step ends exactly there.
+                if shard.done || shard.step >= shard.max_steps {
                     drop(shard);
                     conn.send(Kind::Done, &[])?;
                     continue;
@@ -343,6 +346,7 @@ impl PsClient {
     pub fn init(
         &mut self,
         step: u64,
+        max_steps: u64,
         sync: usize,
         params: &[f32],
         opt: &Optimizer,
@@ -351,6 +355,7 @@ impl PsClient {
             let mut e = Enc::default();
             encode_spec(&mut e, &opt.spec);
             e.u64(step)
+                .u64(max_steps)
                 .u64(sync as u64)
                 .u64(opt.iterations)
                 .f32s(&params[r.clone()]);

@@ -51,8 +51,8 @@ pub trait Exchange {
     fn partition(&self) -> Partition;
 
     /// Agrees on the starting state: the primary sends its own (fresh or restored), the others
-    /// receive it.
-    fn start(&mut self, local: StartState) -> Result<StartState, TrainError>;
+    /// receive it. `max_steps` is the job's step budget.
+    fn start(&mut self, local: StartState, max_steps: u64) -> Result<StartState, TrainError>;
 
     /// Applies one step with this replica's gradients (computed on `params`): afterwards
     /// `params` holds the parameters to compute the next gradients on. Returns the global step,
@@ -72,8 +72,8 @@ pub trait Exchange {
         &mut self,
         _params: &mut Vec<f32>,
         _opt: &mut Optimizer,
-    ) -> Result<(), TrainError> {
-        Ok(())
+    ) -> Result<Option<u64>, TrainError> {
+        Ok(None)
     }
 
     /// Training ended on this replica (the primary tells parameter servers to stop).
@@ -94,7 +94,7 @@ impl Exchange for Local {
         Partition::Whole
     }
 
-    fn start(&mut self, local: StartState) -> Result<StartState, TrainError> {
+    fn start(&mut self, local: StartState, _max_steps: u64) -> Result<StartState, TrainError> {
         Ok(local)
     }
 

@@ -236,7 +236,7 @@ impl<'a, M: Model> Trainer<'a, M> {
             cursor,
             mut params,
             optimizer: mut opt,
-        } = self.exchange.start(local)?;
+        } = self.exchange.start(local, max_steps)?;
         let job_dir = cfg.job_dir.as_ref().filter(|_| primary);
         let mut train_events = match job_dir {
             Some(d) => Some(EventWriter::create(d).map_err(|e| TrainError::io(d, e))?),
@@ -287,6 +287,7 @@ impl<'a, M: Model> Trainer<'a, M> {
         let mut interval = (Instant::now(), step, 0.0f64, 0u64);
         let mut last_ckpt = Instant::now();
         let mut final_metrics = Vec::new();
+        let mut evaluated_at = None;
         let ckpt_every = cfg
             .checkpoint_every_steps
             .unwrap_or(cfg.eval_every_steps)
@@ -391,6 +392,7 @@ impl<'a, M: Model> Trainer<'a, M> {
                     / secs.max(1e-9);
                 let mean_loss = interval.2 / interval.3.max(1) as f64;
                 final_metrics = evaluate_now(step, &params, &self.model, Some(mean_loss), ex_s)?;
+                evaluated_at = Some(step);
                 if let Some(w) = train_events.as_mut() {
                     w.scalars(step, &[("examples/sec", ex_s)])
                         .map_err(|e| TrainError::io(w.path(), e))?;
@@ -403,7 +405,9 @@ impl<'a, M: Model> Trainer<'a, M> {
             if let Some(dir) = &ckpt_dir
                 && (crossed(prev, step, ckpt_every) || step >= max_steps || due_secs)
             {
-                self.exchange.sync_state(&mut params, &mut opt)?;
+                if let Some(s) = self.exchange.sync_state(&mut params, &mut opt)? {
+                    step = step.max(s);
+                }
                 Checkpoint::capture(&self.model, &params, &opt, step, stream.cursor()).save(
                     &self.model,
                     dir,
@@ -425,8 +429,12 @@ impl<'a, M: Model> Trainer<'a, M> {
                 examples_per_sec,
             });
         }
-        self.exchange.sync_state(&mut params, &mut opt)?;
-        if final_metrics.is_empty() {
+        if let Some(s) = self.exchange.sync_state(&mut params, &mut opt)? {
+            step = step.max(s);
+        }
+        // Another replica may have made the last step (parameter servers): evaluate the final
+        // state unless that was just done.
+        if evaluated_at != Some(step) {
             if step == start_step {
                 eprintln!(
                     "training already reached step {step} (target {max_steps}); evaluating and exporting"
