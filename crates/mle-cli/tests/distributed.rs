@@ -329,3 +329,139 @@ fn a_killed_worker_does_not_stop_an_asynchronous_parameter_server_job() {
         stdout(&out)
     );
 }
+
+#[test]
+fn synchronous_parameter_servers_train_to_single_process_rmse() {
+    // Two trainers, one push each per step: 2 × 32 rows a step, like one process at 64.
+    let single = single_rmse(2000, 64);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = abalone_args(dir.path(), 2000, 32);
+    args.push("--sync-replicas".into());
+    let out = run_expect(&mut local_cluster(1, 2, &args), 0);
+    let sync = rmse_of(&out);
+    assert!(
+        (sync - single).abs() <= 0.05 * single,
+        "sync ps {sync} vs single {single}"
+    );
+}
+
+/// Runs a cluster until the primary has checkpointed at step ≥ 1000, stops it with SIGTERM to
+/// the launcher, and starts it again on the same job dir.
+fn restart_resumes(workers: usize, ps: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = abalone_args(dir.path(), 40_000, 32);
+    args.extend(["--checkpoint-every-steps".into(), "500".into()]);
+    let mark = marker();
+    let (k, v) = mark.split_once('=').unwrap();
+    let mut child = local_cluster(workers, ps, &args)
+        .env(k, v)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !mle_train::checkpoint::list(&dir.path().join("checkpoints"))
+        .last()
+        .is_some_and(|(s, _)| *s >= 1000)
+    {
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "no checkpoint before the end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(130),
+        "Ctrl-C/SIGTERM exit status"
+    );
+    assert!(
+        processes_with(&mark).is_empty(),
+        "replicas left after SIGTERM"
+    );
+    let saved = mle_train::checkpoint::list(&dir.path().join("checkpoints"))
+        .last()
+        .unwrap()
+        .0;
+    assert!(saved < 40_000);
+    let mut again = abalone_args(dir.path(), saved + 2000, 32);
+    again.extend(["--checkpoint-every-steps".into(), "500".into()]);
+    let out = run_expect(&mut local_cluster(workers, ps, &again), 0);
+    assert!(
+        stderr(&out).contains(&format!("resuming from checkpoint at step {saved}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("final step {}", saved + 2000)),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_restarted_all_reduce_cluster_resumes_from_the_primary_checkpoint() {
+    restart_resumes(1, 0);
+}
+
+#[test]
+fn a_restarted_parameter_server_cluster_resumes_from_the_primary_checkpoint() {
+    restart_resumes(1, 1);
+}
+
+#[test]
+fn a_restarted_worker_rejoins_an_asynchronous_parameter_server_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ports(4);
+    let cluster = format!(
+        r#"{{"chief": ["localhost:{}"], "ps": ["localhost:{}"], "worker": ["localhost:{}", "localhost:{}"]}}"#,
+        base,
+        base + 1,
+        base + 2,
+        base + 3
+    );
+    let start = |role: &str, index: usize| {
+        mle()
+            .arg("train")
+            .args(abalone_args(dir.path(), 150_000, 32))
+            .env(
+                "TF_CONFIG",
+                format!(
+                    r#"{{"cluster": {cluster}, "task": {{"type": "{role}", "index": {index}}}}}"#
+                ),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let ps = start("ps", 0);
+    let w0 = start("worker", 0);
+    let mut w1 = start("worker", 1);
+    let chief = start("chief", 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(w1.try_wait().unwrap().is_none(), "worker 1 ended early");
+    w1.kill().unwrap();
+    w1.wait().unwrap();
+    let rejoined = start("worker", 1).wait_with_output().unwrap();
+    let chief = chief.wait_with_output().unwrap();
+    assert!(chief.status.success(), "{}", stderr(&chief));
+    assert!(
+        stdout(&chief).contains("final step 150000"),
+        "{}",
+        stdout(&chief)
+    );
+    assert!(rejoined.status.success(), "{}", stderr(&rejoined));
+    assert!(
+        stdout(&rejoined).contains("replica finished"),
+        "{}",
+        stdout(&rejoined)
+    );
+    for c in [ps, w0] {
+        assert!(c.wait_with_output().unwrap().status.success());
+    }
+}

@@ -137,9 +137,13 @@ fn exchange(next: &Conn, prev: &mut Conn, out: &[f32], into: &mut [f32]) -> Resu
     })
 }
 
-/// Two non-overlapping ranges of one buffer, the first shared and the second mutable.
+/// Two non-overlapping ranges of one buffer, the first shared and the second mutable (either
+/// may be empty: buffers shorter than the ring have empty chunks).
 fn disjoint(buf: &mut [f32], a: Range<usize>, b: Range<usize>) -> (&[f32], &mut [f32]) {
-    if a.start < b.start {
+    if a.is_empty() {
+        return (&[], &mut buf[b]);
+    }
+    if a.end <= b.start {
         let (lo, hi) = buf.split_at_mut(b.start);
         (&lo[a], &mut hi[..b.len()])
     } else {
