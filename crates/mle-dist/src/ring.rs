@@ -7,6 +7,9 @@
 use std::ops::Range;
 
 use crate::cluster::{Cluster, shard_ranges};
+
+/// Values received per piece during reduce-scatter (256 KiB, about an L2 cache).
+const PIECE: usize = 64 * 1024;
 use crate::wire::{self, Conn, Kind};
 use crate::{DistError, Options};
 
@@ -84,17 +87,24 @@ impl Ring {
         };
         let (rank, world) = (self.rank, self.world);
         let chunks = shard_ranges(buf.len(), world);
-        let largest = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
-        self.scratch.resize(largest, 0.0);
+        self.scratch.resize(PIECE, 0.0);
         let at = |i: usize| chunks[i % world].clone();
-        // Reduce-scatter: at step s send chunk (rank - s), receive and add chunk (rank - s - 1).
+        // Reduce-scatter: at step s send chunk (rank - s), receive and add chunk (rank - s - 1),
+        // adding each received piece while it is in cache.
         for s in 0..world - 1 {
             let (send, recv) = (at(rank + world - s), at(rank + world - s - 1));
-            let incoming = &mut self.scratch[..recv.len()];
-            exchange(next, prev, &buf[send], incoming)?;
-            for (b, x) in buf[recv].iter_mut().zip(incoming.iter()) {
-                *b += x;
-            }
+            let (out, into) = disjoint(buf, send, recv);
+            let scratch = &mut self.scratch;
+            std::thread::scope(|sc| {
+                let sender = sc.spawn(|| next.send_f32(out));
+                let received = prev.recv_f32_pieces(into.len(), scratch, |off, piece| {
+                    for (b, x) in into[off..off + piece.len()].iter_mut().zip(piece) {
+                        *b += x;
+                    }
+                });
+                let sent = sender.join().expect("send thread");
+                received.and(sent)
+            })?;
         }
         // All-gather: rank now owns the sum of chunk (rank + 1); pass sums around.
         for s in 0..world - 1 {

@@ -121,7 +121,8 @@ impl Conn {
         });
         Ok(Self {
             peer,
-            reader: BufReader::with_capacity(1 << 20, stream.try_clone()?),
+            // A small buffer: headers go through it, large payload reads bypass it (no extra copy).
+            reader: BufReader::with_capacity(16 << 10, stream.try_clone()?),
             writer,
             alive,
             stream,
@@ -247,6 +248,24 @@ impl Conn {
         }
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
         self.reader.read_exact(bytes).map_err(|e| self.dead(e))
+    }
+
+    /// Receives a `Chunk` of `len` values in pieces of at most `piece.len()`, calling
+    /// `f(offset, values)` for each piece while it is still in cache.
+    pub fn recv_f32_pieces(&mut self, len: usize, piece: &mut [f32], mut f: impl FnMut(usize, &[f32])) -> Result<(), DistError> {
+        let (kind, bytes) = self.read_header()?;
+        if kind != Kind::Chunk || bytes != len * 4 {
+            return Err(DistError::Protocol { peer: self.peer.clone(), why: format!("expected a chunk of {len} values, got {kind:?} of {bytes} bytes") });
+        }
+        let mut at = 0;
+        while at < len {
+            let n = piece.len().min(len - at);
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut piece[..n]);
+            self.reader.read_exact(bytes).map_err(|e| self.dead(e))?;
+            f(at, &piece[..n]);
+            at += n;
+        }
+        Ok(())
     }
 
     /// Receives a frame and checks its kind.

@@ -1,0 +1,146 @@
+//! Distributed-training micro-benchmarks, driven by `bench/dist.sh`:
+//!
+//! - `loopback MB`: raw TCP throughput of one loopback stream (1 MiB writes), the physical limit
+//!   of gradient exchange on one machine;
+//! - `allreduce WORLD MB ITERS PORT`: spawns WORLD processes of itself that join a ring and
+//!   all-reduce MB megabytes ITERS times; rank 0 prints the median time and the bus bandwidth
+//!   (NCCL's definition: size/time × 2(world-1)/world);
+//! - `ringlink WORLD MB ITERS PORT`: WORLD processes stream raw TCP to their ring neighbour all
+//!   at once, no reduction: the per-link limit of a ring on this machine.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::Instant;
+
+use mle_dist::ring::Ring;
+use mle_dist::{Cluster, Options};
+use mle_train::tfconfig::TfConfig;
+
+fn loopback(mb: usize) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let total = mb << 20;
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < total {
+            let n = s.read(&mut buf).expect("read");
+            assert!(n > 0, "sender closed early");
+            got += n;
+        }
+    });
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let chunk = vec![1u8; 1 << 20];
+    let t = Instant::now();
+    for _ in 0..mb {
+        s.write_all(&chunk).expect("write");
+    }
+    reader.join().expect("reader");
+    let secs = t.elapsed().as_secs_f64();
+    println!("loopback_mb_s {:.1}", mb as f64 / secs);
+}
+
+/// Raw-TCP ring: every rank streams `mb` MiB to the next rank while receiving as much from the
+/// previous one, with no reduction: the most a ring of `world` processes can move per link here.
+fn ring_link(world: usize, rank: usize, mb: usize, iters: usize, port: u16) {
+    let listener = TcpListener::bind(("127.0.0.1", port + rank as u16)).expect("bind");
+    let next = port + ((rank + 1) % world) as u16;
+    let out = loop {
+        match TcpStream::connect(("127.0.0.1", next)) {
+            Ok(s) => break s,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    };
+    let (mut inc, _) = listener.accept().expect("accept");
+    let mut times = Vec::new();
+    for _ in 0..iters + 1 {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            let mut o = &out;
+            s.spawn(move || {
+                let chunk = vec![1u8; 1 << 20];
+                for _ in 0..mb {
+                    o.write_all(&chunk).expect("write");
+                }
+            });
+            let mut buf = vec![0u8; 1 << 20];
+            let total = mb << 20;
+            let mut got = 0;
+            while got < total {
+                let want = buf.len().min(total - got);
+                let n = inc.read(&mut buf[..want]).expect("read");
+                assert!(n > 0, "ring neighbour closed early");
+                got += n;
+            }
+        });
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.remove(0);
+    times.sort_by(f64::total_cmp);
+    if rank == 0 {
+        println!("ring_link world {world} mb {mb} link_mb_s {:.1}", mb as f64 / times[times.len() / 2]);
+    }
+}
+
+fn replica(world: usize, rank: usize, mb: usize, iters: usize, port: u16) {
+    let addrs: Vec<String> = (0..world).map(|i| format!("\"localhost:{}\"", port as usize + i)).collect();
+    let (role, index) = if rank == 0 { ("chief", 0) } else { ("worker", rank - 1) };
+    let workers = addrs[1..].join(", ");
+    let json = format!(r#"{{"cluster": {{"chief": [{}], "worker": [{workers}]}}, "task": {{"type": "{role}", "index": {index}}}}}"#, addrs[0]);
+    let cluster = Cluster::from_tf_config(&TfConfig::parse(&json).expect("tf config")).expect("cluster");
+    let mut ring = Ring::join(&cluster, &Options::default()).expect("join");
+    let mut buf = vec![1.0f32; (mb << 20) / 4];
+    ring.allreduce_sum(&mut buf).expect("warm-up");
+    let mut times = Vec::new();
+    for _ in 0..iters {
+        let t = Instant::now();
+        ring.allreduce_sum(&mut buf).expect("allreduce");
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    if rank == 0 {
+        let t = times[times.len() / 2];
+        let algbw = mb as f64 / t;
+        let busbw = algbw * 2.0 * (world - 1) as f64 / world as f64;
+        println!("allreduce world {world} mb {mb} median_s {t:.5} busbw_mb_s {busbw:.1}");
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let num = |i: usize| args.get(i).and_then(|v| v.parse::<usize>().ok()).expect("numeric argument");
+    match args.get(1).map(String::as_str) {
+        Some("loopback") => loopback(num(2)),
+        Some("allreduce") => {
+            let (world, mb, iters, port) = (num(2), num(3), num(4), num(5));
+            let exe = std::env::current_exe().expect("exe");
+            let children: Vec<_> = (1..world)
+                .map(|r| Command::new(&exe).args(["replica", &world.to_string(), &r.to_string(), &mb.to_string(), &iters.to_string(), &port.to_string()]).spawn().expect("spawn"))
+                .collect();
+            replica(world, 0, mb, iters, port as u16);
+            for mut c in children {
+                c.wait().expect("wait");
+            }
+        }
+        Some("replica") => replica(num(2), num(3), num(4), num(5), num(6) as u16),
+        Some("ringlink") => {
+            let (world, mb, iters, port) = (num(2), num(3), num(4), num(5));
+            let exe = std::env::current_exe().expect("exe");
+            let children: Vec<_> = (1..world)
+                .map(|r| Command::new(&exe).args(["ringlink-rank", &world.to_string(), &r.to_string(), &mb.to_string(), &iters.to_string(), &port.to_string()]).spawn().expect("spawn"))
+                .collect();
+            ring_link(world, 0, mb, iters, port as u16);
+            for mut c in children {
+                c.wait().expect("wait");
+            }
+        }
+        Some("ringlink-rank") => ring_link(num(2), num(3), num(4), num(5), num(6) as u16),
+        _ => {
+            eprintln!("usage: mle-bench-dist loopback MB | allreduce WORLD MB ITERS PORT | ringlink WORLD MB ITERS PORT");
+            std::process::exit(2);
+        }
+    }
+}
