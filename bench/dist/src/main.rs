@@ -1,12 +1,12 @@
 //! Distributed-training micro-benchmarks, driven by `bench/dist.sh`:
 //!
-//! - `loopback MB`: raw TCP throughput of one loopback stream (1 MiB writes), the physical limit
-//!   of gradient exchange on one machine;
+//! - `loopback MB`: raw TCP throughput of one loopback stream moving MB of distinct memory (one
+//!   write of a full-size source, reads into a full-size destination, both touched beforehand);
 //! - `allreduce WORLD MB ITERS PORT`: spawns WORLD processes of itself that join a ring and
 //!   all-reduce MB megabytes ITERS times; rank 0 prints the median time and the bus bandwidth
 //!   (NCCL's definition: size/time × 2(world-1)/world);
 //! - `ringlink WORLD MB ITERS PORT`: WORLD processes stream raw TCP to their ring neighbour all
-//!   at once, no reduction: the per-link limit of a ring on this machine.
+//!   at once (full-size distinct buffers, no reduction): the per-link limit of a ring here.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,23 +21,24 @@ fn loopback(mb: usize) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let total = mb << 20;
+    // Distinct source and destination memory of the full size, as a gradient exchange moves.
     let reader = std::thread::spawn(move || {
+        let mut buf = vec![1u8; total]; // written once: no page faults while timed
         let (mut s, _) = listener.accept().expect("accept");
-        let mut buf = vec![0u8; 1 << 20];
         let mut got = 0;
         while got < total {
-            let n = s.read(&mut buf).expect("read");
+            let n = s.read(&mut buf[got..]).expect("read");
             assert!(n > 0, "sender closed early");
             got += n;
         }
+        buf
     });
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_nodelay(true).expect("nodelay");
-    let chunk = vec![1u8; 1 << 20];
+    let data = vec![1u8; total];
+    std::thread::sleep(std::time::Duration::from_millis(200)); // the reader has touched its buffer
     let t = Instant::now();
-    for _ in 0..mb {
-        s.write_all(&chunk).expect("write");
-    }
+    s.write_all(&data).expect("write");
     reader.join().expect("reader");
     let secs = t.elapsed().as_secs_f64();
     println!("loopback_mb_s {:.1}", mb as f64 / secs);
@@ -55,23 +56,20 @@ fn ring_link(world: usize, rank: usize, mb: usize, iters: usize, port: u16) {
         }
     };
     let (mut inc, _) = listener.accept().expect("accept");
+    // Distinct source and destination memory of the full size, as an all-reduce moves.
+    let src = vec![1u8; mb << 20];
+    let mut dst = vec![1u8; mb << 20]; // written once: no page faults while timed
     let mut times = Vec::new();
     for _ in 0..iters + 1 {
         let t = Instant::now();
         std::thread::scope(|s| {
             let mut o = &out;
-            s.spawn(move || {
-                let chunk = vec![1u8; 1 << 20];
-                for _ in 0..mb {
-                    o.write_all(&chunk).expect("write");
-                }
-            });
-            let mut buf = vec![0u8; 1 << 20];
+            let src = &src;
+            s.spawn(move || o.write_all(src).expect("write"));
             let total = mb << 20;
             let mut got = 0;
             while got < total {
-                let want = buf.len().min(total - got);
-                let n = inc.read(&mut buf[..want]).expect("read");
+                let n = inc.read(&mut dst[got..]).expect("read");
                 assert!(n > 0, "ring neighbour closed early");
                 got += n;
             }
