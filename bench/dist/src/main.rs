@@ -79,16 +79,29 @@ fn ring_link(world: usize, rank: usize, mb: usize, iters: usize, port: u16) {
     times.remove(0);
     times.sort_by(f64::total_cmp);
     if rank == 0 {
-        println!("ring_link world {world} mb {mb} link_mb_s {:.1}", mb as f64 / times[times.len() / 2]);
+        println!(
+            "ring_link world {world} mb {mb} link_mb_s {:.1}",
+            mb as f64 / times[times.len() / 2]
+        );
     }
 }
 
 fn replica(world: usize, rank: usize, mb: usize, iters: usize, port: u16) {
-    let addrs: Vec<String> = (0..world).map(|i| format!("\"localhost:{}\"", port as usize + i)).collect();
-    let (role, index) = if rank == 0 { ("chief", 0) } else { ("worker", rank - 1) };
+    let addrs: Vec<String> = (0..world)
+        .map(|i| format!("\"localhost:{}\"", port as usize + i))
+        .collect();
+    let (role, index) = if rank == 0 {
+        ("chief", 0)
+    } else {
+        ("worker", rank - 1)
+    };
     let workers = addrs[1..].join(", ");
-    let json = format!(r#"{{"cluster": {{"chief": [{}], "worker": [{workers}]}}, "task": {{"type": "{role}", "index": {index}}}}}"#, addrs[0]);
-    let cluster = Cluster::from_tf_config(&TfConfig::parse(&json).expect("tf config")).expect("cluster");
+    let json = format!(
+        r#"{{"cluster": {{"chief": [{}], "worker": [{workers}]}}, "task": {{"type": "{role}", "index": {index}}}}}"#,
+        addrs[0]
+    );
+    let cluster =
+        Cluster::from_tf_config(&TfConfig::parse(&json).expect("tf config")).expect("cluster");
     let mut ring = Ring::join(&cluster, &Options::default()).expect("join");
     let mut buf = vec![1.0f32; (mb << 20) / 4];
     ring.allreduce_sum(&mut buf).expect("warm-up");
@@ -109,14 +122,30 @@ fn replica(world: usize, rank: usize, mb: usize, iters: usize, port: u16) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let num = |i: usize| args.get(i).and_then(|v| v.parse::<usize>().ok()).expect("numeric argument");
+    let num = |i: usize| {
+        args.get(i)
+            .and_then(|v| v.parse::<usize>().ok())
+            .expect("numeric argument")
+    };
     match args.get(1).map(String::as_str) {
         Some("loopback") => loopback(num(2)),
         Some("allreduce") => {
             let (world, mb, iters, port) = (num(2), num(3), num(4), num(5));
             let exe = std::env::current_exe().expect("exe");
             let children: Vec<_> = (1..world)
-                .map(|r| Command::new(&exe).args(["replica", &world.to_string(), &r.to_string(), &mb.to_string(), &iters.to_string(), &port.to_string()]).spawn().expect("spawn"))
+                .map(|r| {
+                    Command::new(&exe)
+                        .args([
+                            "replica",
+                            &world.to_string(),
+                            &r.to_string(),
+                            &mb.to_string(),
+                            &iters.to_string(),
+                            &port.to_string(),
+                        ])
+                        .spawn()
+                        .expect("spawn")
+                })
                 .collect();
             replica(world, 0, mb, iters, port as u16);
             for mut c in children {
@@ -128,7 +157,19 @@ fn main() {
             let (world, mb, iters, port) = (num(2), num(3), num(4), num(5));
             let exe = std::env::current_exe().expect("exe");
             let children: Vec<_> = (1..world)
-                .map(|r| Command::new(&exe).args(["ringlink-rank", &world.to_string(), &r.to_string(), &mb.to_string(), &iters.to_string(), &port.to_string()]).spawn().expect("spawn"))
+                .map(|r| {
+                    Command::new(&exe)
+                        .args([
+                            "ringlink-rank",
+                            &world.to_string(),
+                            &r.to_string(),
+                            &mb.to_string(),
+                            &iters.to_string(),
+                            &port.to_string(),
+                        ])
+                        .spawn()
+                        .expect("spawn")
+                })
                 .collect();
             ring_link(world, 0, mb, iters, port as u16);
             for mut c in children {
@@ -137,7 +178,9 @@ fn main() {
         }
         Some("ringlink-rank") => ring_link(num(2), num(3), num(4), num(5), num(6) as u16),
         _ => {
-            eprintln!("usage: mle-bench-dist loopback MB | allreduce WORLD MB ITERS PORT | ringlink WORLD MB ITERS PORT");
+            eprintln!(
+                "usage: mle-bench-dist loopback MB | allreduce WORLD MB ITERS PORT | ringlink WORLD MB ITERS PORT"
+            );
             std::process::exit(2);
         }
     }

@@ -465,3 +465,36 @@ fn a_restarted_worker_rejoins_an_asynchronous_parameter_server_job() {
         assert!(c.wait_with_output().unwrap().status.success());
     }
 }
+
+#[test]
+fn an_evaluator_evaluates_the_primary_checkpoints_outside_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = abalone_args(dir.path(), 3000, 32);
+    args.extend(["--checkpoint-every-steps".into(), "1000".into()]);
+    let mut c = mle();
+    c.args([
+        "local",
+        "train",
+        "--distributed",
+        "--builtin",
+        "--worker-count",
+        "1",
+        "--parameter-server-count",
+        "0",
+    ])
+    .args([
+        "--evaluator-count",
+        "1",
+        "--start-port",
+        &ports(4).to_string(),
+        "--",
+    ])
+    .args(&args);
+    let out = run_expect(&mut c, 0);
+    assert!(stdout(&out).contains("final step 3000"), "{}", stdout(&out));
+    let eval_dir = dir.path().join("eval_evaluator");
+    let files: Vec<_> = std::fs::read_dir(&eval_dir).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "one evaluator event file");
+    let scalars = mle_train::events::read_scalars(&files[0].path()).unwrap();
+    assert!(scalars.iter().any(|s| s.tag == "rmse"), "{scalars:?}");
+}

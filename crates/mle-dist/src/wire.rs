@@ -252,10 +252,18 @@ impl Conn {
 
     /// Receives a `Chunk` of `len` values in pieces of at most `piece.len()`, calling
     /// `f(offset, values)` for each piece while it is still in cache.
-    pub fn recv_f32_pieces(&mut self, len: usize, piece: &mut [f32], mut f: impl FnMut(usize, &[f32])) -> Result<(), DistError> {
+    pub fn recv_f32_pieces(
+        &mut self,
+        len: usize,
+        piece: &mut [f32],
+        mut f: impl FnMut(usize, &[f32]),
+    ) -> Result<(), DistError> {
         let (kind, bytes) = self.read_header()?;
         if kind != Kind::Chunk || bytes != len * 4 {
-            return Err(DistError::Protocol { peer: self.peer.clone(), why: format!("expected a chunk of {len} values, got {kind:?} of {bytes} bytes") });
+            return Err(DistError::Protocol {
+                peer: self.peer.clone(),
+                why: format!("expected a chunk of {len} values, got {kind:?} of {bytes} bytes"),
+            });
         }
         let mut at = 0;
         while at < len {
