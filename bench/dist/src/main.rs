@@ -120,6 +120,27 @@ fn replica(world: usize, rank: usize, mb: usize, iters: usize, port: u16) {
     }
 }
 
+type RankFn = fn(usize, usize, usize, usize, u16);
+
+/// Runs rank 0 of `body` here and ranks 1.. as child processes (`mode` selects `body` there).
+fn run_ring(mode: &str, body: RankFn, world: usize, mb: usize, iters: usize, port: usize) {
+    let exe = std::env::current_exe().expect("exe");
+    let children: Vec<_> = (1..world)
+        .map(|r| {
+            let args = [world, r, mb, iters, port].map(|v| v.to_string());
+            Command::new(&exe)
+                .arg(mode)
+                .args(args)
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    body(world, 0, mb, iters, port as u16);
+    for mut c in children {
+        c.wait().expect("wait");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let num = |i: usize| {
@@ -129,53 +150,9 @@ fn main() {
     };
     match args.get(1).map(String::as_str) {
         Some("loopback") => loopback(num(2)),
-        Some("allreduce") => {
-            let (world, mb, iters, port) = (num(2), num(3), num(4), num(5));
-            let exe = std::env::current_exe().expect("exe");
-            let children: Vec<_> = (1..world)
-                .map(|r| {
-                    Command::new(&exe)
-                        .args([
-                            "replica",
-                            &world.to_string(),
-                            &r.to_string(),
-                            &mb.to_string(),
-                            &iters.to_string(),
-                            &port.to_string(),
-                        ])
-                        .spawn()
-                        .expect("spawn")
-                })
-                .collect();
-            replica(world, 0, mb, iters, port as u16);
-            for mut c in children {
-                c.wait().expect("wait");
-            }
-        }
+        Some("allreduce") => run_ring("replica", replica, num(2), num(3), num(4), num(5)),
         Some("replica") => replica(num(2), num(3), num(4), num(5), num(6) as u16),
-        Some("ringlink") => {
-            let (world, mb, iters, port) = (num(2), num(3), num(4), num(5));
-            let exe = std::env::current_exe().expect("exe");
-            let children: Vec<_> = (1..world)
-                .map(|r| {
-                    Command::new(&exe)
-                        .args([
-                            "ringlink-rank",
-                            &world.to_string(),
-                            &r.to_string(),
-                            &mb.to_string(),
-                            &iters.to_string(),
-                            &port.to_string(),
-                        ])
-                        .spawn()
-                        .expect("spawn")
-                })
-                .collect();
-            ring_link(world, 0, mb, iters, port as u16);
-            for mut c in children {
-                c.wait().expect("wait");
-            }
-        }
+        Some("ringlink") => run_ring("ringlink-rank", ring_link, num(2), num(3), num(4), num(5)),
         Some("ringlink-rank") => ring_link(num(2), num(3), num(4), num(5), num(6) as u16),
         _ => {
             eprintln!(

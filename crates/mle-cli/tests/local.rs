@@ -4,6 +4,16 @@ mod util;
 
 use util::*;
 
+/// `mle local predict --model-dir DIR --json-instances FILE`.
+fn predict(model_dir: &std::path::Path, instances: &std::path::Path) -> std::process::Command {
+    let mut c = mle();
+    c.args(["local", "predict", "--model-dir"])
+        .arg(model_dir)
+        .arg("--json-instances")
+        .arg(instances);
+    c
+}
+
 fn fixture() -> std::path::PathBuf {
     examples().join("../tests/fixtures/probe_trainer")
 }
@@ -123,14 +133,7 @@ fn builtin_local_train_then_local_predict() {
     )
     .unwrap();
     // The parent of the timestamped exports picks the newest one.
-    let out = run_expect(
-        mle()
-            .args(["local", "predict", "--model-dir"])
-            .arg(dir.path().join("export/iris"))
-            .arg("--json-instances")
-            .arg(&instances),
-        0,
-    );
+    let out = run_expect(&mut predict(&dir.path().join("export/iris"), &instances), 0);
     let preds: Vec<serde_json::Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -152,11 +155,7 @@ fn builtin_local_train_then_local_predict() {
     assert_eq!(best(&preds[1]), "virginica");
 
     std::fs::write(&instances, "[5.1, 3.5, 1.4]\n").unwrap();
-    let out = mle()
-        .args(["local", "predict", "--model-dir"])
-        .arg(dir.path().join("export/iris"))
-        .arg("--json-instances")
-        .arg(&instances)
+    let out = predict(&dir.path().join("export/iris"), &instances)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -166,11 +165,7 @@ fn builtin_local_train_then_local_predict() {
         stderr(&out)
     );
     std::fs::write(&instances, "{\"sepal_length\": \"x\"}\n").unwrap();
-    let out = mle()
-        .args(["local", "predict", "--model-dir"])
-        .arg(dir.path().join("export/iris"))
-        .arg("--json-instances")
-        .arg(&instances)
+    let out = predict(&dir.path().join("export/iris"), &instances)
         .output()
         .unwrap();
     assert!(
@@ -191,11 +186,7 @@ fn regression_predictions_are_plain_numbers() {
     )
     .unwrap();
     let out = run_expect(
-        mle()
-            .args(["local", "predict", "--model-dir"])
-            .arg(dir.path().join("export/abalone"))
-            .arg("--json-instances")
-            .arg(&instances),
+        &mut predict(&dir.path().join("export/abalone"), &instances),
         0,
     );
     let v: f64 = stdout(&out).trim().parse().unwrap();
