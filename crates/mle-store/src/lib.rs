@@ -1,0 +1,417 @@
+//! The job service's store: SQLite in the data dir by default, PostgreSQL by URL, through one
+//! sqlx code path (`AnyPool`, `$N` placeholders, portable SQL) with embedded migrations. Every
+//! change is one transaction; updates check an etag so concurrent writers cannot lose each
+//! other's changes.
+//!
+//! Records are opaque to the store: indexed columns (project, id, state, creation order) plus
+//! the resource's JSON body, which the server encodes and decodes.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mle_store::StoreError> {
+//! let store = mle_store::Store::open("sqlite:///tmp/mle/mle.db").await?;
+//! let rec = store.insert_job("p", "job_1", "QUEUED", "2026-01-01T00:00:00Z", "{}").await?;
+//! assert_eq!(rec.etag, 1);
+//! # Ok(()) }
+//! ```
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with this key exists.
+    #[error("{kind} '{id}' already exists")]
+    AlreadyExists {
+        /// Record kind.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// No record with this key.
+    #[error("{kind} '{id}' not found")]
+    NotFound {
+        /// Record kind.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The record changed since it was read.
+    #[error("{kind} '{id}' was modified concurrently (etag {expected} is stale)")]
+    Conflict {
+        /// Record kind.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+        /// The etag the caller had.
+        expected: i64,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// One job row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    /// Project.
+    pub project: String,
+    /// Job id.
+    pub job_id: String,
+    /// Creation order (queue order), unique across projects.
+    pub seq: i64,
+    /// State name.
+    pub state: String,
+    /// Version, incremented by every update.
+    pub etag: i64,
+    /// RFC 3339 creation time.
+    pub create_time: String,
+    /// The resource as JSON.
+    pub body: String,
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only ids starting with this prefix.
+    pub id_prefix: Option<String>,
+}
+
+/// The store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+const COLUMNS: &str = "project, job_id, seq, state, etag, create_time, body";
+
+fn job_row(r: &sqlx::any::AnyRow) -> Result<JobRecord, sqlx::Error> {
+    Ok(JobRecord {
+        project: r.try_get("project")?,
+        job_id: r.try_get("job_id")?,
+        seq: r.try_get("seq")?,
+        state: r.try_get("state")?,
+        etag: r.try_get("etag")?,
+        create_time: r.try_get("create_time")?,
+        body: r.try_get("body")?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `postgres://...`)
+    /// and runs the migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let url = if url.starts_with("sqlite:") && !url.contains('?') {
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_string()
+        };
+        // SQLite serialises writers anyway; one connection avoids "database is locked" errors.
+        let max = if url.starts_with("sqlite:") { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(&url)
+            .await?;
+        if url.starts_with("sqlite:") {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&pool)
+                .await?;
+        }
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The SQLite database `mle.db` inside `dir`.
+    pub async fn open_dir(dir: &std::path::Path) -> Result<Self, StoreError> {
+        Self::open(&format!("sqlite://{}", dir.join("mle.db").display())).await
+    }
+
+    /// Creates a job; fails with `AlreadyExists` if the id is taken in the project.
+    pub async fn insert_job(
+        &self,
+        project: &str,
+        job_id: &str,
+        state: &str,
+        create_time: &str,
+        body: &str,
+    ) -> Result<JobRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM jobs")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("next")?;
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (project, job_id, seq, state, etag, create_time, body) VALUES ($1, $2, $3, $4, 1, $5, $6)",
+        )
+        .bind(project)
+        .bind(job_id)
+        .bind(seq)
+        .bind(state)
+        .bind(create_time)
+        .bind(body)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::AlreadyExists {
+                    kind: "job",
+                    id: job_id.into(),
+                });
+            }
+            r => r?,
+        };
+        tx.commit().await?;
+        Ok(JobRecord {
+            project: project.into(),
+            job_id: job_id.into(),
+            seq,
+            state: state.into(),
+            etag: 1,
+            create_time: create_time.into(),
+            body: body.into(),
+        })
+    }
+
+    /// Reads a job.
+    pub async fn get_job(&self, project: &str, job_id: &str) -> Result<JobRecord, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE project = $1 AND job_id = $2"
+        ))
+        .bind(project)
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(job_row(&r)?),
+            None => Err(StoreError::NotFound {
+                kind: "job",
+                id: job_id.into(),
+            }),
+        }
+    }
+
+    /// Jobs of a project in creation order, after `after_seq`, at most `limit`.
+    pub async fn list_jobs(
+        &self,
+        project: &str,
+        filter: &JobFilter,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let prefix = filter.id_prefix.as_deref().map(|p| {
+            format!(
+                "{}%",
+                p.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        });
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE project = $1 AND seq > $2 AND ($3 = '' OR state = $3) \
+             AND ($4 = '' OR job_id LIKE $4 ESCAPE '\\') ORDER BY seq LIMIT $5"
+        ))
+        .bind(project)
+        .bind(after_seq)
+        .bind(filter.state.clone().unwrap_or_default())
+        .bind(prefix.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| job_row(r).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// All jobs (every project) in these states, in creation order: the scheduler's queue and
+    /// the jobs to reconcile after a restart.
+    pub async fn jobs_in_states(&self, states: &[&str]) -> Result<Vec<JobRecord>, StoreError> {
+        let mut out = Vec::new();
+        for s in states {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE state = $1 ORDER BY seq"
+            ))
+            .bind(*s)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &rows {
+                out.push(job_row(r)?);
+            }
+        }
+        out.sort_by_key(|r| r.seq);
+        Ok(out)
+    }
+
+    /// Replaces a job's state and body in one transaction, if its etag is still `expected`;
+    /// returns the new record (etag + 1).
+    pub async fn update_job(
+        &self,
+        project: &str,
+        job_id: &str,
+        expected: i64,
+        state: &str,
+        body: &str,
+    ) -> Result<JobRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE jobs SET state = $1, body = $2, etag = etag + 1 WHERE project = $3 AND job_id = $4 AND etag = $5")
+            .bind(state)
+            .bind(body)
+            .bind(project)
+            .bind(job_id)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            let exists = sqlx::query("SELECT etag FROM jobs WHERE project = $1 AND job_id = $2")
+                .bind(project)
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match exists {
+                Some(_) => StoreError::Conflict {
+                    kind: "job",
+                    id: job_id.into(),
+                    expected,
+                },
+                None => StoreError::NotFound {
+                    kind: "job",
+                    id: job_id.into(),
+                },
+            });
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE project = $1 AND job_id = $2"
+        ))
+        .bind(project)
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(job_row(&row)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_dir(dir.path()).await.unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn insert_get_and_duplicate() {
+        let (_d, s) = store().await;
+        let a = s
+            .insert_job("p", "a", "QUEUED", "t0", "{\"x\":1}")
+            .await
+            .unwrap();
+        assert_eq!((a.seq, a.etag), (1, 1));
+        assert_eq!(s.get_job("p", "a").await.unwrap(), a);
+        assert!(matches!(
+            s.insert_job("p", "a", "QUEUED", "t1", "{}").await,
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        // Same id in another project is fine.
+        assert_eq!(
+            s.insert_job("q", "a", "QUEUED", "t1", "{}")
+                .await
+                .unwrap()
+                .seq,
+            2
+        );
+        assert!(matches!(
+            s.get_job("p", "zz").await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn updates_check_the_etag() {
+        let (_d, s) = store().await;
+        s.insert_job("p", "a", "QUEUED", "t0", "{}").await.unwrap();
+        let b = s
+            .update_job("p", "a", 1, "RUNNING", "{\"r\":1}")
+            .await
+            .unwrap();
+        assert_eq!((b.etag, b.state.as_str()), (2, "RUNNING"));
+        assert!(matches!(
+            s.update_job("p", "a", 1, "FAILED", "{}").await,
+            Err(StoreError::Conflict { expected: 1, .. })
+        ));
+        assert!(matches!(
+            s.update_job("p", "nope", 1, "FAILED", "{}").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(s.get_job("p", "a").await.unwrap().body, "{\"r\":1}");
+    }
+
+    #[tokio::test]
+    async fn listing_filters_and_pages_in_creation_order() {
+        let (_d, s) = store().await;
+        for (id, st) in [
+            ("abc1", "QUEUED"),
+            ("abd", "RUNNING"),
+            ("abc_2", "RUNNING"),
+            ("xyz", "QUEUED"),
+        ] {
+            s.insert_job("p", id, st, "t", "{}").await.unwrap();
+        }
+        let ids = |v: Vec<JobRecord>| v.into_iter().map(|r| r.job_id).collect::<Vec<_>>();
+        let all = JobFilter::default();
+        assert_eq!(
+            ids(s.list_jobs("p", &all, 0, 2).await.unwrap()),
+            vec!["abc1", "abd"]
+        );
+        assert_eq!(
+            ids(s.list_jobs("p", &all, 2, 10).await.unwrap()),
+            vec!["abc_2", "xyz"]
+        );
+        let running = JobFilter {
+            state: Some("RUNNING".into()),
+            id_prefix: None,
+        };
+        assert_eq!(
+            ids(s.list_jobs("p", &running, 0, 10).await.unwrap()),
+            vec!["abd", "abc_2"]
+        );
+        // '_' in a prefix is literal, not a LIKE wildcard.
+        let pre = JobFilter {
+            state: None,
+            id_prefix: Some("abc_".into()),
+        };
+        assert_eq!(
+            ids(s.list_jobs("p", &pre, 0, 10).await.unwrap()),
+            vec!["abc_2"]
+        );
+        assert_eq!(
+            ids(s.jobs_in_states(&["QUEUED", "RUNNING"]).await.unwrap()),
+            vec!["abc1", "abd", "abc_2", "xyz"]
+        );
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open_dir(dir.path()).await.unwrap();
+            s.insert_job("p", "a", "RUNNING", "t", "{}").await.unwrap();
+        }
+        let s = Store::open_dir(dir.path()).await.unwrap();
+        assert_eq!(s.get_job("p", "a").await.unwrap().state, "RUNNING");
+    }
+}
