@@ -1,0 +1,40 @@
+//! Running jobs on this machine: a [`JobPlan`] (replica commands with their `TF_CONFIG`) is
+//! executed by a detached supervisor process (`mle exec-supervise RUN_DIR`) that outlives the
+//! server. The run directory is the contract between them:
+//!
+//! - `plan.json`: what to run (written by the server);
+//! - `supervisor.pid`: the supervisor's pid;
+//! - `logs/<task>.log`: one JSON object per output line
+//!   (`{"time", "severity", "task", "message"}`), `task` as `master-replica-0`;
+//! - `result.json`: `{"state": "SUCCEEDED"|"FAILED"|"CANCELLED", "message"}`, written
+//!   atomically when the job ends; its presence means the job is over.
+//!
+//! Each replica runs in its own process group; stopping a job signals every group, so nothing
+//! a trainer started survives a cancel.
+
+mod plan;
+mod supervise;
+
+pub use plan::{JobPlan, ReplicaPlan, RunDir};
+pub use supervise::{Outcome, supervise};
+
+/// Errors of the executor.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// File system errors, with the path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A plan or result file is malformed.
+    #[error("{path}: {why}")]
+    Format {
+        /// The path.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}

@@ -1,0 +1,300 @@
+//! The supervisor: runs a plan's replicas, captures their output line by line, and records the
+//! job's outcome.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::plan::{RunDir, write_atomic};
+use crate::{ExecError, JobPlan};
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `SUCCEEDED`, `FAILED` or `CANCELLED`.
+    pub state: String,
+    /// Why (empty on success).
+    pub message: String,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Copies one output stream of a replica into its log file, one JSON object per line.
+fn pump(
+    stream: impl std::io::Read + Send + 'static,
+    severity: &'static str,
+    task: String,
+    trial: Option<String>,
+    log: Arc<Mutex<std::fs::File>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(message) = line else { break };
+            let mut rec =
+                json!({"time": now(), "severity": severity, "task": task, "message": message});
+            if let Some(t) = &trial {
+                rec["trial"] = json!(t);
+            }
+            if let Ok(mut f) = log.lock() {
+                let _ = writeln!(f, "{rec}");
+            }
+        }
+    })
+}
+
+struct Running {
+    task: String,
+    child: Child,
+    pumps: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn stop(replicas: &mut [Running]) {
+    for r in replicas.iter_mut() {
+        let _ = killpg(Pid::from_raw(r.child.id() as i32), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && replicas
+            .iter_mut()
+            .any(|r| r.child.try_wait().ok().flatten().is_none())
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for r in replicas.iter_mut() {
+        let _ = killpg(Pid::from_raw(r.child.id() as i32), Signal::SIGKILL);
+        let _ = r.child.wait();
+    }
+}
+
+fn exit_text(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".into(),
+    }
+}
+
+/// Runs the plan in `run`: starts every replica (primary last), waits for the primary, stops
+/// the rest, and writes `result.json`. SIGTERM means cancel.
+pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, cancel.clone()).map_err(|source| ExecError::Io {
+            path: run.0.clone(),
+            source,
+        })?;
+    }
+    write_atomic(&run.pid_file(), std::process::id().to_string().as_bytes())?;
+    let plan: JobPlan = run.read_plan()?;
+    let started = Instant::now();
+    let mut running: Vec<Running> = Vec::new();
+    let mut outcome = None;
+    for r in &plan.replicas {
+        let path = run.logs().join(format!("{}.log", r.task));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| ExecError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let log = Arc::new(Mutex::new(log));
+        let mut cmd = Command::new(&r.program);
+        cmd.args(&r.args)
+            .envs(r.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(d) = &r.cwd {
+            cmd.current_dir(d);
+        }
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let out = child.stdout.take().expect("piped");
+                let err = child.stderr.take().expect("piped");
+                let pumps = vec![
+                    pump(out, "INFO", r.task.clone(), plan.trial.clone(), log.clone()),
+                    pump(err, "ERROR", r.task.clone(), plan.trial.clone(), log),
+                ];
+                running.push(Running {
+                    task: r.task.clone(),
+                    child,
+                    pumps,
+                });
+            }
+            Err(e) => {
+                outcome = Some(Outcome {
+                    state: "FAILED".into(),
+                    message: format!("{} could not start {}: {e}", r.task, r.program),
+                });
+                break;
+            }
+        }
+    }
+    let outcome = match outcome {
+        Some(o) => {
+            stop(&mut running);
+            o
+        }
+        None => loop {
+            let primary = running.last_mut().expect("a plan has a primary");
+            if let Some(status) = primary.child.try_wait().ok().flatten() {
+                let task = primary.task.clone();
+                let n = running.len();
+                stop(&mut running[..n - 1]);
+                break if status.success() {
+                    Outcome {
+                        state: "SUCCEEDED".into(),
+                        message: String::new(),
+                    }
+                } else {
+                    Outcome {
+                        state: "FAILED".into(),
+                        message: format!(
+                            "The replica {task} exited with a non-zero status: {}",
+                            exit_text(status)
+                        ),
+                    }
+                };
+            }
+            if cancel.load(Ordering::Relaxed) {
+                stop(&mut running);
+                break Outcome {
+                    state: "CANCELLED".into(),
+                    message: "Job cancelled by user request".into(),
+                };
+            }
+            if plan
+                .max_running_secs
+                .is_some_and(|m| started.elapsed().as_secs_f64() > m)
+            {
+                stop(&mut running);
+                break Outcome {
+                    state: "FAILED".into(),
+                    message: format!(
+                        "Job exceeded its maximum running time ({} s)",
+                        plan.max_running_secs.unwrap_or(0.0)
+                    ),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        },
+    };
+    for r in running {
+        for p in r.pumps {
+            let _ = p.join();
+        }
+    }
+    write_atomic(
+        &run.result(),
+        json!({"state": outcome.state, "message": outcome.message})
+            .to_string()
+            .as_bytes(),
+    )?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ReplicaPlan;
+
+    fn sh(task: &str, script: &str) -> ReplicaPlan {
+        ReplicaPlan {
+            task: task.into(),
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("X".into(), "42".into())],
+            cwd: None,
+        }
+    }
+
+    fn run(replicas: Vec<ReplicaPlan>, max: Option<f64>) -> (tempfile::TempDir, Outcome, RunDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let rd = RunDir(dir.path().to_path_buf());
+        rd.write_plan(&JobPlan {
+            replicas,
+            max_running_secs: max,
+            trial: Some("2".into()),
+        })
+        .unwrap();
+        let o = supervise(&rd).unwrap();
+        assert_eq!(rd.read_result().unwrap(), o);
+        (dir, o, rd)
+    }
+
+    #[test]
+    fn the_primary_decides_and_others_are_stopped() {
+        let (_d, o, rd) = run(
+            vec![
+                sh("worker-replica-0", "echo w; sleep 60"),
+                sh("master-replica-0", "echo $X; echo oops >&2"),
+            ],
+            None,
+        );
+        assert_eq!(o.state, "SUCCEEDED");
+        let logs = rd.read_logs();
+        let msgs: Vec<(String, String, String)> = logs
+            .iter()
+            .map(|l| {
+                (
+                    l["task"].as_str().unwrap().into(),
+                    l["severity"].as_str().unwrap().into(),
+                    l["message"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        assert!(
+            msgs.contains(&("master-replica-0".into(), "INFO".into(), "42".into())),
+            "{msgs:?}"
+        );
+        assert!(msgs.contains(&("master-replica-0".into(), "ERROR".into(), "oops".into())));
+        assert!(msgs.contains(&("worker-replica-0".into(), "INFO".into(), "w".into())));
+        assert_eq!(logs[0]["trial"], "2");
+    }
+
+    #[test]
+    fn failures_and_time_limits_are_reported() {
+        let (_d, o, _) = run(vec![sh("master-replica-0", "exit 3")], None);
+        assert_eq!(
+            o,
+            Outcome {
+                state: "FAILED".into(),
+                message:
+                    "The replica master-replica-0 exited with a non-zero status: exit status 3"
+                        .into()
+            }
+        );
+        let t = Instant::now();
+        let (_d, o, _) = run(vec![sh("master-replica-0", "sleep 60")], Some(0.3));
+        assert_eq!(o.state, "FAILED");
+        assert!(o.message.contains("maximum running time"));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        let (_d, o, _) = run(
+            vec![ReplicaPlan {
+                program: "/no/such/program".into(),
+                ..sh("master-replica-0", "")
+            }],
+            None,
+        );
+        assert!(
+            o.message.contains("could not start /no/such/program"),
+            "{o:?}"
+        );
+    }
+}
