@@ -3,6 +3,7 @@
 
 mod cluster;
 mod local;
+mod service;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,21 @@ enum Command {
     /// Run trainers and predictions on this machine, as `gcloud ml-engine local` does.
     #[command(subcommand)]
     Local(local::LocalCommand),
+    /// Run the job service: the ml/v1 REST API, a store and the job scheduler.
+    Server(service::ServerArgs),
+    /// Submit, inspect, follow and cancel jobs on an mle server.
+    Jobs {
+        #[command(subcommand)]
+        command: service::JobsCommand,
+        #[command(flatten)]
+        conn: service::Conn,
+    },
+    /// Internal: supervise one job's replicas (started by the server).
+    #[command(hide = true)]
+    ExecSupervise {
+        /// The job's run directory.
+        run_dir: std::path::PathBuf,
+    },
 }
 
 fn main() {
@@ -29,6 +45,9 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Local(cmd) => local::run(cmd),
+        Command::Server(args) => service::server(args),
+        Command::Jobs { command, conn } => service::jobs(command, conn),
+        Command::ExecSupervise { run_dir } => service::supervise(run_dir),
     };
     match result {
         Ok(code) => std::process::exit(code),

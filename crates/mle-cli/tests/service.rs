@@ -1,0 +1,554 @@
+//! The job service end to end: the real `mle server` on 127.0.0.1:0 with a SQLite file in a
+//! scratch data dir, the real `mle jobs` client, real supervisors and replica processes.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use util::*;
+
+struct Server {
+    child: Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(data: &Path, env: &[(&str, &str)], slots: usize) -> Server {
+    let mut cmd = mle();
+    cmd.args([
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--slots",
+        &slots.to_string(),
+        "--data-dir",
+    ])
+    .arg(data)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    Server {
+        child,
+        url,
+        data: data.to_path_buf(),
+    }
+}
+
+impl Server {
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.data.join("token")).unwrap()
+    }
+
+    fn cli(&self) -> Command {
+        let mut c = mle();
+        c.env("MLE_SERVER", &self.url)
+            .env("MLE_DATA_DIR", &self.data);
+        c
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let mut args = vec![
+            "-s".to_string(),
+            "-o".into(),
+            "-".into(),
+            "-w".into(),
+            "\n%{http_code}".into(),
+            "-X".into(),
+            method.into(),
+        ];
+        args.extend([
+            "-H".into(),
+            format!("Authorization: Bearer {}", self.token()),
+            "-H".into(),
+            "Content-Type: application/json".into(),
+        ]);
+        if let Some(b) = body {
+            args.extend(["--data-binary".into(), b.into()]);
+        }
+        args.push(format!("{}{path}", self.url));
+        let out = Command::new("curl").args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.parse().unwrap(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+
+    fn wait_state(&self, job: &str, want: &[&str], secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (_, v) = self.request("GET", &format!("/v1/projects/p/jobs/{job}"), None);
+            if want.contains(&v["state"].as_str().unwrap_or("")) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "job {job} stuck in {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn builtin_job(id: &str, job_dir: &Path, steps: u32) -> String {
+    let ex = examples();
+    json!({"jobId": id, "trainingInput": {
+        "masterConfig": {"containerCommand": ["mle", "train"]},
+        "jobDir": job_dir,
+        "args": ["--model", ex.join("abalone/model.yaml"), "--train-files", ex.join("abalone/data/abalone_train.csv"),
+                 "--eval-files", ex.join("abalone/data/abalone_test.csv"), "--train-steps", steps.to_string(),
+                 "--train-batch-size", "32", "--eval-every-steps", "1000000", "--no-progress"]}})
+    .to_string()
+}
+
+fn shell_job(id: &str, script: &str) -> String {
+    json!({"jobId": id, "trainingInput": {"masterConfig": {"containerCommand": ["sh", "-c", script]}}}).to_string()
+}
+
+#[test]
+fn auth_is_required_everywhere_but_health_and_the_token_file_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 4);
+    let out = Command::new("curl")
+        .args(["-s", &format!("{}/healthz", s.url)])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "%{http_code}",
+            &format!("{}/v1/projects/p/jobs", s.url),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("401"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(dir.path().join("token"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let out = s
+        .cli()
+        .args(["jobs", "list", "--token", "wrong"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("(401)"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_cli_says_how_to_start_a_missing_server() {
+    let out = mle()
+        .args([
+            "jobs",
+            "list",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot reach the mle server at http://127.0.0.1:9")
+            && stderr(&out).contains("mle server --data-dir"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn submit_with_stream_logs_runs_the_builtin_trainer_to_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(&dir.path().join("data"), &[], 4);
+    let ex = examples();
+    let job_dir = dir.path().join("job");
+    let out = run_expect(
+        s.cli()
+            .args([
+                "jobs",
+                "submit",
+                "training",
+                "abalone_1",
+                "--builtin",
+                "--stream-logs",
+                "--job-dir",
+            ])
+            .arg(&job_dir)
+            .arg("--")
+            .arg("--model")
+            .arg(ex.join("abalone/model.yaml"))
+            .arg("--train-files")
+            .arg(ex.join("abalone/data/abalone_train.csv"))
+            .args([
+                "--train-steps",
+                "500",
+                "--train-batch-size",
+                "3320",
+                "--eval-every-steps",
+                "250",
+                "--no-progress",
+            ]),
+        0,
+    );
+    let text = stdout(&out);
+    // gcloud's stream-logs columns: severity, timestamp, task, message.
+    let line = text
+        .lines()
+        .find(|l| l.contains("step 500/500"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = line.split('\t').collect();
+    assert_eq!((cols[0], cols[2]), ("INFO", "master-replica-0"), "{line}");
+    assert!(cols[1].ends_with('Z') && cols[1].contains('T'));
+    assert!(mle_nn::export::latest(&job_dir.join("export/abalone")).is_some());
+    let out = run_expect(
+        s.cli()
+            .args(["jobs", "describe", "abalone_1", "--format", "json"]),
+        0,
+    );
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["state"], "SUCCEEDED");
+    for k in ["createTime", "startTime", "endTime", "etag"] {
+        assert!(v[k].as_str().is_some_and(|s| !s.is_empty()), "{k} in {v}");
+    }
+    let out = run_expect(
+        s.cli()
+            .args(["jobs", "list", "--filter", "state:SUCCEEDED"]),
+        0,
+    );
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("abalone_1") && l.contains("SUCCEEDED")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_failing_trainer_fails_the_job_with_a_reason_and_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 4);
+    let (code, _) = s.request(
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&shell_job("bad_1", "echo trying; exit 7")),
+    );
+    assert_eq!(code, 200);
+    let out = s
+        .cli()
+        .args(["jobs", "--project", "p", "stream-logs", "bad_1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("trying"));
+    let v = s.wait_state("bad_1", &["FAILED"], 30);
+    assert_eq!(
+        v["errorMessage"],
+        "The replica master-replica-0 exited with a non-zero status: exit status 7"
+    );
+}
+
+#[test]
+fn an_unmodified_python_sdist_runs_as_eight_replicas_on_standard_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe");
+    std::fs::create_dir_all(&probe).unwrap();
+    let py = test_python();
+    let s = start_server(
+        &dir.path().join("data"),
+        &[
+            ("PROBE_OUT", probe.to_str().unwrap()),
+            ("PROBE_EXPECT", "8"),
+            ("MLE_PYTHON", py.to_str().unwrap()),
+        ],
+        8,
+    );
+    // The CLI builds and stages the sdist as gcloud does.
+    let job_dir = dir.path().join("job");
+    run_expect(
+        s.cli()
+            .current_dir(examples().join("../tests/fixtures/probe_trainer"))
+            .env("MLE_PYTHON", &py)
+            .args([
+                "jobs",
+                "--project",
+                "p",
+                "submit",
+                "training",
+                "probe_1",
+                "--scale-tier",
+                "STANDARD_1",
+            ])
+            .args([
+                "--package-path",
+                "trainer",
+                "--module-name",
+                "trainer.task",
+                "--job-dir",
+            ])
+            .arg(&job_dir)
+            .args(["--", "--epochs", "2"]),
+        0,
+    );
+    s.wait_state("probe_1", &["SUCCEEDED"], 120);
+    let mut seen: Vec<String> = std::fs::read_dir(&probe)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "master-0", "ps-0", "ps-1", "ps-2", "worker-0", "worker-1", "worker-2", "worker-3"
+        ]
+        .map(|n| format!("{n}.json"))
+    );
+    let master: Value =
+        serde_json::from_str(&std::fs::read_to_string(probe.join("master-0.json")).unwrap())
+            .unwrap();
+    let cluster = &master["tf_config"]["cluster"];
+    assert_eq!(
+        (
+            cluster["master"].as_array().unwrap().len(),
+            cluster["worker"].as_array().unwrap().len(),
+            cluster["ps"].as_array().unwrap().len()
+        ),
+        (1, 4, 3)
+    );
+    assert_eq!(
+        master["argv"],
+        json!(["--epochs", "2", "--job-dir", job_dir.to_str().unwrap()])
+    );
+    assert_eq!(master["env"]["CLOUD_ML_JOB_ID"], "probe_1");
+    for f in &seen {
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(probe.join(f)).unwrap()).unwrap();
+        assert_eq!(&r["tf_config"]["cluster"], cluster, "{f}");
+        let (role, index) = f.trim_end_matches(".json").split_once('-').unwrap();
+        assert_eq!(
+            r["tf_config"]["task"],
+            json!({"type": role, "index": index.parse::<u64>().unwrap()})
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_a_400_with_field_violations_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 4);
+    let check = |body: &str, code: u16, field: &str| {
+        let (got, v) = s.request("POST", "/v1/projects/p/jobs", Some(body));
+        assert_eq!(got, code, "{body} → {v}");
+        if code == 400 {
+            assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+            let fields: Vec<&str> = v["error"]["details"][0]["fieldViolations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["field"].as_str().unwrap())
+                .collect();
+            assert!(
+                fields.iter().any(|f| f.starts_with(field)),
+                "{fields:?} lacks {field}"
+            );
+        }
+    };
+    check(&shell_job("9lives", "true"), 400, "job.job_id");
+    check(
+        r#"{"jobId": "j1", "trainingInput": {"scaleTier": "GIGANTIC", "masterConfig": {"containerCommand": ["true"]}}}"#,
+        400,
+        "job",
+    );
+    check(
+        r#"{"jobId": "j2", "trainingInput": {"scaleTier": "CUSTOM", "masterConfig": {"containerCommand": ["true"]}}}"#,
+        400,
+        "job.training_input.master_type",
+    );
+    check(
+        r#"{"jobId": "j3", "trainingInput": {"scaleTier": "CUSTOM", "masterType": "standard", "workerCount": "-1", "masterConfig": {"containerCommand": ["true"]}}}"#,
+        400,
+        "job.training_input.worker_count",
+    );
+    check(r#"{"jobId": "j4", "trainingInput": {"#, 400, "body");
+    check(
+        r#"{"jobId": "j5", "trainingInput": {"pythonModule": "t.task", "packageUris": ["/no/such/pkg.tar.gz"]}}"#,
+        400,
+        "job.training_input.package_uris[0]",
+    );
+    let (_, list) = s.request("GET", "/v1/projects/p/jobs", None);
+    assert_eq!(list["jobs"], json!([]), "nothing half-created");
+    check(&shell_job("dup", "true"), 200, "");
+    check(&shell_job("dup", "true"), 409, "");
+    let (code, v) = s.request("GET", "/v1/projects/p/jobs/nope", None);
+    assert_eq!(
+        (code, v["error"]["status"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+}
+
+/// PIDs of processes whose command line contains `needle`.
+fn pids_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_string_lossy().parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+            (!zombie && String::from_utf8_lossy(&cmd).contains(needle)).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn fifty_concurrent_submissions_complete_and_cancel_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 6);
+    std::thread::scope(|sc| {
+        for i in 0..50 {
+            let s = &s;
+            sc.spawn(move || {
+                let (code, v) = s.request(
+                    "POST",
+                    "/v1/projects/p/jobs",
+                    Some(&shell_job(&format!("burst_{i}"), "sleep 0.2; echo done")),
+                );
+                assert_eq!(code, 200, "{v}");
+            });
+        }
+    });
+    // With 6 slots most jobs wait: the queue publishes their positions.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, page) = s.request(
+            "GET",
+            "/v1/projects/p/jobs?pageSize=100&filter=state:QUEUED",
+            None,
+        );
+        let queued = page["jobs"].as_array().unwrap();
+        if queued.iter().any(|j| j["jobPosition"] == "0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && !queued.is_empty(),
+            "no queue position published: {page}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..50 {
+        s.wait_state(&format!("burst_{i}"), &["SUCCEEDED"], 120);
+    }
+    // Paging walks all 50 in creation order.
+    let (_, p1) = s.request("GET", "/v1/projects/p/jobs?pageSize=30", None);
+    let token = p1["nextPageToken"].as_str().unwrap().to_string();
+    let (_, p2) = s.request(
+        "GET",
+        &format!("/v1/projects/p/jobs?pageSize=30&pageToken={token}"),
+        None,
+    );
+    assert_eq!(
+        p1["jobs"].as_array().unwrap().len() + p2["jobs"].as_array().unwrap().len(),
+        50
+    );
+    assert!(p2.get("nextPageToken").is_none());
+
+    let marker = format!("mle-cancel-marker-{}", std::process::id());
+    let (code, _) = s.request(
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&shell_job(
+            "long_1",
+            &format!("sh -c 'sleep 300; echo {marker}' & sleep 300; echo {marker}"),
+        )),
+    );
+    assert_eq!(code, 200);
+    s.wait_state("long_1", &["RUNNING"], 30);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids_with(&marker).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "replica processes never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run_expect(
+        s.cli().args(["jobs", "--project", "p", "cancel", "long_1"]),
+        0,
+    );
+    s.wait_state("long_1", &["CANCELLED"], 30);
+    assert!(
+        pids_with(&marker).is_empty(),
+        "left behind: {:?}",
+        pids_with(&marker)
+    );
+}
+
+#[test]
+fn jobs_survive_kill_9_of_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut s = start_server(&data, &[], 8);
+    for i in 0..3 {
+        let (code, v) = s.request(
+            "POST",
+            "/v1/projects/p/jobs",
+            Some(&builtin_job(
+                &format!("long_{i}"),
+                &dir.path().join(format!("job{i}")),
+                60_000,
+            )),
+        );
+        assert_eq!(code, 200, "{v}");
+    }
+    for i in 0..3 {
+        s.wait_state(&format!("long_{i}"), &["RUNNING"], 60);
+    }
+    // SIGKILL: no chance to clean up.
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let s2 = start_server(&data, &[], 8);
+    for i in 0..3 {
+        let v = s2.wait_state(&format!("long_{i}"), &["SUCCEEDED", "FAILED"], 180);
+        assert_eq!(v["state"], "SUCCEEDED", "{v}");
+    }
+    let (code, _) = s2.request(
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&shell_job("after_1", "echo hello")),
+    );
+    assert_eq!(code, 200);
+    s2.wait_state("after_1", &["SUCCEEDED"], 30);
+    drop(s);
+}

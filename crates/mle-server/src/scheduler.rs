@@ -1,0 +1,579 @@
+//! The scheduler: a loop that moves jobs through QUEUED → PREPARING → RUNNING → final, keeps
+//! the configured replica slots from being oversubscribed, publishes queue positions, and
+//! reconciles with the run directories (so a restarted server re-attaches to running jobs,
+//! requeues interrupted preparations and fails jobs whose supervisor vanished).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mle_api::{Int64, Job, JobState, ScaleTier, TrainingInput};
+use mle_exec::{JobPlan, ReplicaPlan, RunDir};
+use mle_store::{JobRecord, Store, StoreError};
+use serde_json::{Value, json};
+
+/// Server-wide settings the scheduler needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Root of runs, logs and the database.
+    pub data_dir: PathBuf,
+    /// Replica slots (each replica takes one).
+    pub slots: usize,
+    /// The `mle` binary (for the built-in trainer and the supervisor).
+    pub mle_exe: PathBuf,
+    /// The Python interpreter for Python trainers.
+    pub python: String,
+}
+
+/// Shared scheduler state.
+pub struct Scheduler {
+    pub(crate) store: Store,
+    pub(crate) cfg: Config,
+    preparing: Mutex<HashSet<(String, String)>>,
+}
+
+/// `RFC 3339` UTC time now.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs_f64())
+}
+
+/// `RFC 3339` UTC time (millisecond precision) of seconds since the Unix epoch.
+pub fn rfc3339(epoch_secs: f64) -> String {
+    let millis = (epoch_secs.max(0.0) * 1000.0).round() as i64;
+    let secs = millis.div_euclid(1000);
+    let ms = millis.rem_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms").
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Workers, parameter servers and evaluators of a training input.
+pub fn replica_counts(t: &TrainingInput) -> (usize, usize, usize) {
+    let evaluators = t.evaluator_count.0.max(0) as usize;
+    match t.scale_tier {
+        ScaleTier::Basic | ScaleTier::BasicGpu | ScaleTier::BasicTpu => (0, 0, evaluators),
+        ScaleTier::Standard1 => (4, 3, evaluators),
+        ScaleTier::Premium1 => (19, 11, evaluators),
+        ScaleTier::Custom => (
+            t.worker_count.0.max(0) as usize,
+            t.parameter_server_count.0.max(0) as usize,
+            evaluators,
+        ),
+    }
+}
+
+/// Slots a job takes while it runs.
+pub fn slots_needed(job: &Job) -> usize {
+    job.training_input.as_ref().map_or(1, |t| {
+        let (w, p, e) = replica_counts(t);
+        1 + w + p + e
+    })
+}
+
+fn snake(key: &str) -> String {
+    let mut out = String::new();
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// camelCase keys → snake_case, recursively (`TF_CONFIG.job` uses the proto field names).
+fn snake_keys(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (snake(&k), snake_keys(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(snake_keys).collect()),
+        other => other,
+    }
+}
+
+fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()
+        .map(|a| a.port())
+}
+
+/// The processes of a training job: ps, workers and evaluators first, the primary last, each
+/// with its `TF_CONFIG` (DESIGN §2.1).
+pub fn plan_training(job: &Job, run: &RunDir, cfg: &Config) -> Result<JobPlan, String> {
+    let t = job.training_input.as_ref().ok_or("not a training job")?;
+    let (workers, ps, evaluators) = replica_counts(t);
+    let primary = if t.use_chief_in_tf_config {
+        "chief"
+    } else {
+        "master"
+    };
+    let addr = || {
+        free_port()
+            .map(|p| format!("localhost:{p}"))
+            .ok_or("no free port on localhost")
+    };
+    let mut cluster = serde_json::Map::new();
+    cluster.insert(primary.into(), json!([addr()?]));
+    if workers > 0 {
+        cluster.insert(
+            "worker".into(),
+            Value::Array(
+                (0..workers)
+                    .map(|_| addr().map(Value::from))
+                    .collect::<Result<_, _>>()?,
+            ),
+        );
+    }
+    if ps > 0 {
+        cluster.insert(
+            "ps".into(),
+            Value::Array(
+                (0..ps)
+                    .map(|_| addr().map(Value::from))
+                    .collect::<Result<_, _>>()?,
+            ),
+        );
+    }
+    let single = workers == 0 && ps == 0;
+    let job_json = snake_keys(serde_json::to_value(t).map_err(|e| e.to_string())?);
+    let mut args = t.args.clone();
+    if !t.job_dir.is_empty() {
+        args.extend(["--job-dir".to_string(), t.job_dir.clone()]);
+    }
+    let (program, mut base_args, cwd, mut env) = if !t.python_module.is_empty() {
+        let packages = run.0.join("packages");
+        (
+            cfg.python.clone(),
+            vec!["-m".to_string(), t.python_module.clone()],
+            Some(run.0.clone()),
+            vec![("PYTHONPATH".to_string(), packages.display().to_string())],
+        )
+    } else {
+        let mc = t.master_config.as_ref().ok_or("no trainer")?;
+        let mut cmd = mc.container_command.clone();
+        if cmd.first().map(String::as_str) == Some("mle") {
+            cmd[0] = cfg.mle_exe.display().to_string();
+        }
+        let program = cmd.remove(0);
+        cmd.extend(mc.container_args.iter().cloned());
+        (program, cmd, None, Vec::new())
+    };
+    base_args.extend(args);
+    env.push(("CLOUD_ML_JOB_ID".into(), job.job_id.clone()));
+    env.push((
+        "CLOUD_ML_JOB".into(),
+        json!({"job_id": job.job_id, "training_input": job_json}).to_string(),
+    ));
+    let mut replicas = Vec::new();
+    let mut push = |role: &str, index: usize, in_cluster: bool| {
+        let tf = if single && in_cluster {
+            json!({"cluster": {}, "task": {}, "job": job_json, "environment": "cloud"})
+        } else {
+            json!({"cluster": cluster, "task": {"type": role, "index": index}, "job": job_json, "environment": "cloud"})
+        };
+        let mut env = env.clone();
+        env.push(("TF_CONFIG".into(), tf.to_string()));
+        replicas.push(ReplicaPlan {
+            task: format!("{role}-replica-{index}"),
+            program: program.clone(),
+            args: base_args.clone(),
+            env,
+            cwd: cwd.clone(),
+        });
+    };
+    for i in 0..ps {
+        push("ps", i, true);
+    }
+    for i in 0..workers {
+        push("worker", i, true);
+    }
+    for i in 0..evaluators {
+        push("evaluator", i, false);
+    }
+    push(primary, 0, true);
+    let max_running_secs = t
+        .scheduling
+        .as_ref()
+        .and_then(|s| mle_api::parse_duration(&s.max_running_time));
+    Ok(JobPlan {
+        replicas,
+        max_running_secs,
+        trial: None,
+    })
+}
+
+fn decode(rec: &JobRecord) -> Job {
+    serde_json::from_str(&rec.body).unwrap_or_else(|_| Job {
+        job_id: rec.job_id.clone(),
+        ..Job::default()
+    })
+}
+
+impl Scheduler {
+    /// A scheduler over `store`.
+    pub fn new(store: Store, cfg: Config) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            cfg,
+            preparing: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// A job's run directory.
+    pub fn run_dir(&self, project: &str, job_id: &str) -> RunDir {
+        RunDir(self.cfg.data_dir.join("runs").join(project).join(job_id))
+    }
+
+    /// Read-modify-write of a job with the etag check, retried on concurrent changes.
+    pub async fn update(
+        &self,
+        project: &str,
+        job_id: &str,
+        f: impl Fn(&mut Job),
+    ) -> Result<Job, StoreError> {
+        loop {
+            let rec = self.store.get_job(project, job_id).await?;
+            let mut job = decode(&rec);
+            f(&mut job);
+            job.etag = (rec.etag + 1).to_string();
+            let body = serde_json::to_string(&job).expect("jobs serialise");
+            let state = serde_json::to_value(job.state).expect("states serialise");
+            match self
+                .store
+                .update_job(
+                    project,
+                    job_id,
+                    rec.etag,
+                    state.as_str().unwrap_or_default(),
+                    &body,
+                )
+                .await
+            {
+                Ok(_) => return Ok(job),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Runs the scheduling loop forever.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.tick().await {
+                eprintln!("scheduler: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One pass: finish ended jobs, then start queued jobs that fit.
+    pub async fn tick(self: &Arc<Self>) -> Result<(), StoreError> {
+        let active = self
+            .store
+            .jobs_in_states(&["PREPARING", "RUNNING", "CANCELLING"])
+            .await?;
+        let mut used = 0;
+        for rec in &active {
+            let job = decode(rec);
+            let run = self.run_dir(&rec.project, &rec.job_id);
+            let key = (rec.project.clone(), rec.job_id.clone());
+            if let Some(o) = run.read_result() {
+                let state = match o.state.as_str() {
+                    "SUCCEEDED" => JobState::Succeeded,
+                    "CANCELLED" => JobState::Cancelled,
+                    _ => JobState::Failed,
+                };
+                self.update(&rec.project, &rec.job_id, |j| {
+                    j.state = state;
+                    j.error_message = o.message.clone();
+                    j.end_time = now_rfc3339();
+                })
+                .await?;
+                continue;
+            }
+            let preparing_here = self
+                .preparing
+                .lock()
+                .map(|s| s.contains(&key))
+                .unwrap_or(false);
+            if preparing_here || run.live_supervisor().is_some() {
+                used += slots_needed(&job);
+                continue;
+            }
+            // Nothing is looking after this job: a server restart interrupted it.
+            match job.state {
+                JobState::Preparing => {
+                    self.update(&rec.project, &rec.job_id, |j| j.state = JobState::Queued)
+                        .await?;
+                }
+                JobState::Cancelling => {
+                    self.update(&rec.project, &rec.job_id, |j| {
+                        j.state = JobState::Cancelled;
+                        j.end_time = now_rfc3339();
+                    })
+                    .await?;
+                }
+                _ => {
+                    self.update(&rec.project, &rec.job_id, |j| {
+                        j.state = JobState::Failed;
+                        j.error_message =
+                            "The job's supervisor process disappeared (was the machine restarted?)"
+                                .into();
+                        j.end_time = now_rfc3339();
+                    })
+                    .await?;
+                }
+            }
+        }
+        let queued = self.store.jobs_in_states(&["QUEUED"]).await?;
+        let mut position = 0i64;
+        for rec in queued {
+            let job = decode(&rec);
+            let need = slots_needed(&job);
+            if used + need <= self.cfg.slots {
+                used += need;
+                self.start(rec.project.clone(), rec.job_id.clone()).await?;
+            } else {
+                if job.job_position != Some(Int64(position)) {
+                    self.update(&rec.project, &rec.job_id, |j| {
+                        j.job_position = Some(Int64(position))
+                    })
+                    .await?;
+                }
+                position += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn start(self: &Arc<Self>, project: String, job_id: String) -> Result<(), StoreError> {
+        self.update(&project, &job_id, |j| {
+            j.state = JobState::Preparing;
+            j.job_position = None;
+        })
+        .await?;
+        let key = (project.clone(), job_id.clone());
+        if let Ok(mut s) = self.preparing.lock() {
+            s.insert(key.clone());
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let result = me.prepare_and_launch(&project, &job_id).await;
+            if let Ok(mut s) = me.preparing.lock() {
+                s.remove(&key);
+            }
+            if let Err(message) = result {
+                let _ = me
+                    .update(&project, &job_id, |j| {
+                        if !j.state.is_final() {
+                            j.state = if j.state == JobState::Cancelling {
+                                JobState::Cancelled
+                            } else {
+                                JobState::Failed
+                            };
+                            j.error_message = message.clone();
+                            j.end_time = now_rfc3339();
+                        }
+                    })
+                    .await;
+            }
+        });
+        Ok(())
+    }
+
+    async fn prepare_and_launch(&self, project: &str, job_id: &str) -> Result<(), String> {
+        let job = decode(
+            &self
+                .store
+                .get_job(project, job_id)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let run = self.run_dir(project, job_id);
+        // A previous, interrupted attempt may have left files; start clean.
+        let _ = std::fs::remove_dir_all(&run.0);
+        std::fs::create_dir_all(run.logs())
+            .map_err(|e| format!("cannot create the run directory: {e}"))?;
+        if let Some(t) = &job.training_input
+            && !t.python_module.is_empty()
+        {
+            install_packages(&self.cfg.python, &t.package_uris, &run.0.join("packages")).await?;
+        }
+        let plan = plan_training(&job, &run, &self.cfg)?;
+        run.write_plan(&plan).map_err(|e| e.to_string())?;
+        let current = decode(
+            &self
+                .store
+                .get_job(project, job_id)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        if current.state == JobState::Cancelling {
+            return Err("Job cancelled by user request".into());
+        }
+        let child = std::process::Command::new(&self.cfg.mle_exe)
+            .arg("exec-supervise")
+            .arg(&run.0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start the job supervisor: {e}"))?;
+        // The supervisor writes its pid too; writing it here closes the window before it does.
+        let _ = std::fs::write(run.pid_file(), child.id().to_string());
+        // Reap the supervisor when it exits, so that it does not linger as a zombie.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        self.update(project, job_id, |j| {
+            if j.state == JobState::Preparing {
+                j.state = JobState::Running;
+                j.start_time = now_rfc3339();
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Cancels a job: queued jobs end at once; running ones are signalled.
+    pub async fn cancel(&self, project: &str, job_id: &str) -> Result<Job, StoreError> {
+        let job = self
+            .update(project, job_id, |j| match j.state {
+                JobState::Queued | JobState::StateUnspecified => {
+                    j.state = JobState::Cancelled;
+                    j.end_time = now_rfc3339();
+                    j.job_position = None;
+                }
+                JobState::Preparing | JobState::Running => j.state = JobState::Cancelling,
+                _ => {}
+            })
+            .await?;
+        if job.state == JobState::Cancelling
+            && let Some(pid) = self.run_dir(project, job_id).live_supervisor()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        Ok(job)
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+/// `pip install --no-deps --target DIR` of each package (local paths or `file://` URIs).
+async fn install_packages(python: &str, uris: &[String], target: &Path) -> Result<(), String> {
+    for uri in uris {
+        let path = uri.strip_prefix("file://").unwrap_or(uri).to_string();
+        let out = tokio::process::Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--target",
+            ])
+            .arg(target)
+            .arg(&path)
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {python} -m pip: {e}"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(format!(
+                "installing package {uri} failed: {}",
+                tail.join(" | ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T');
+        assert!(t.starts_with("20"));
+        // 2000-03-01T00:00:00Z is 951868800 s after the epoch (a leap-year boundary).
+        assert_eq!(rfc3339(951_868_800.25), "2000-03-01T00:00:00.250Z");
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn standard_1_has_eight_replicas_with_their_own_tf_config() {
+        let job: Job = serde_json::from_str(
+            r#"{"jobId": "j", "trainingInput": {"scaleTier": "STANDARD_1", "pythonModule": "trainer.task", "packageUris": ["p.tar.gz"], "args": ["--x"], "jobDir": "/tmp/j"}}"#,
+        )
+        .unwrap();
+        let cfg = Config {
+            data_dir: "/tmp".into(),
+            slots: 8,
+            mle_exe: "/bin/mle".into(),
+            python: "python3".into(),
+        };
+        let plan = plan_training(&job, &RunDir("/tmp/run".into()), &cfg).unwrap();
+        let tasks: Vec<&str> = plan.replicas.iter().map(|r| r.task.as_str()).collect();
+        assert_eq!(tasks.len(), 8);
+        assert_eq!(tasks.last(), Some(&"master-replica-0"));
+        let tf: Value = serde_json::from_str(
+            &plan.replicas[0]
+                .env
+                .iter()
+                .find(|(k, _)| k == "TF_CONFIG")
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        assert_eq!(tf["task"], json!({"type": "ps", "index": 0}));
+        assert_eq!(tf["cluster"]["worker"].as_array().unwrap().len(), 4);
+        assert_eq!(tf["job"]["python_module"], "trainer.task");
+        assert_eq!(
+            plan.replicas[0].args,
+            vec!["-m", "trainer.task", "--x", "--job-dir", "/tmp/j"]
+        );
+    }
+}
