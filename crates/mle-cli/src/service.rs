@@ -30,6 +30,9 @@ pub struct ServerArgs {
     /// Replica slots: jobs wait in the queue rather than run more replicas than this at once.
     #[arg(long, default_value = "16")]
     slots: usize,
+    /// Refuse job dirs and packages outside this directory (symlinks and `..` resolved first).
+    #[arg(long, value_name = "DIR")]
+    allow_root: Option<PathBuf>,
 }
 
 pub fn server(a: ServerArgs) -> Result<i32> {
@@ -39,6 +42,13 @@ pub fn server(a: ServerArgs) -> Result<i32> {
         slots: a.slots.max(1),
         mle_exe: std::env::current_exe().context("locating the mle binary")?,
         python: std::env::var("MLE_PYTHON").unwrap_or_else(|_| "python3".into()),
+        allow_root: match a.allow_root {
+            Some(r) => Some(
+                r.canonicalize()
+                    .with_context(|| format!("--allow-root {}", r.display()))?,
+            ),
+            None => None,
+        },
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(mle_server::run(&a.listen, cfg, a.database.as_deref()))

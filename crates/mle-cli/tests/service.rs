@@ -552,3 +552,110 @@ fn jobs_survive_kill_9_of_the_server() {
     s2.wait_state("after_1", &["SUCCEEDED"], 30);
     drop(s);
 }
+
+#[test]
+fn allow_root_refuses_paths_outside_it_even_through_dot_dot_or_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("pkgs")).unwrap();
+    std::fs::write(root.join("pkgs/p.tar.gz"), b"x").unwrap();
+    std::fs::write(dir.path().join("outside.tar.gz"), b"x").unwrap();
+    std::os::unix::fs::symlink(dir.path(), root.join("link")).unwrap();
+    let mut cmd = mle();
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--allow-root")
+        .arg(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let s = Server {
+        child,
+        url: line.trim().rsplit(' ').next().unwrap().to_string(),
+        data: dir.path().join("data"),
+    };
+    let job = |id: &str, job_dir: &Path, pkg: &Path| {
+        json!({"jobId": id, "trainingInput": {"pythonModule": "t.task", "packageUris": [pkg], "jobDir": job_dir}}).to_string()
+    };
+    let pkg = root.join("pkgs/p.tar.gz");
+    for (id, job_dir, pkg, field) in [
+        ("ok_1", root.join("jobs/a"), pkg.clone(), None),
+        (
+            "dots",
+            root.join("jobs/../../escape"),
+            pkg.clone(),
+            Some("job.training_input.job_dir"),
+        ),
+        (
+            "link_dir",
+            root.join("link/jobs"),
+            pkg.clone(),
+            Some("job.training_input.job_dir"),
+        ),
+        (
+            "link_pkg",
+            root.join("jobs/b"),
+            root.join("link/outside.tar.gz"),
+            Some("job.training_input.package_uris[0]"),
+        ),
+        (
+            "outside",
+            dir.path().join("elsewhere"),
+            pkg.clone(),
+            Some("job.training_input.job_dir"),
+        ),
+    ] {
+        let (code, v) = s.request(
+            "POST",
+            "/v1/projects/p/jobs",
+            Some(&job(id, &job_dir, &pkg)),
+        );
+        match field {
+            None => assert_eq!(code, 200, "{id}: {v}"),
+            Some(f) => {
+                assert_eq!(code, 400, "{id}: {v}");
+                assert_eq!(
+                    v["error"]["details"][0]["fieldViolations"][0]["field"], f,
+                    "{id}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn labels_can_be_patched() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 2);
+    assert_eq!(
+        s.request(
+            "POST",
+            "/v1/projects/p/jobs",
+            Some(&shell_job("l1", "true"))
+        )
+        .0,
+        200
+    );
+    let (code, v) = s.request(
+        "PATCH",
+        "/v1/projects/p/jobs/l1?updateMask=labels",
+        Some(r#"{"labels": {"team": "ml-1"}}"#),
+    );
+    assert_eq!((code, &v["labels"]), (200, &json!({"team": "ml-1"})));
+    let (code, _) = s.request(
+        "PATCH",
+        "/v1/projects/p/jobs/l1?updateMask=labels",
+        Some(r#"{"labels": {"Team": "x"}}"#),
+    );
+    assert_eq!(code, 400);
+    let (code, _) = s.request(
+        "PATCH",
+        "/v1/projects/p/jobs/l1?updateMask=state",
+        Some(r#"{"state": "SUCCEEDED"}"#),
+    );
+    assert_eq!(code, 400);
+}

@@ -14,7 +14,7 @@ use mle_store::JobFilter;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::scheduler::{Scheduler, now_rfc3339, slots_needed};
+use crate::scheduler::{Scheduler, inside, now_rfc3339, slots_needed};
 
 /// The jobs routes.
 pub fn router() -> Router<Arc<Scheduler>> {
@@ -78,6 +78,30 @@ async fn create(
         ));
     }
     if let Some(t) = &job.training_input {
+        if !t.job_dir.is_empty() {
+            let dir = t.job_dir.strip_prefix("file://").unwrap_or(&t.job_dir);
+            if t.job_dir.contains("://") && !t.job_dir.starts_with("file://") {
+                violations.push(FieldViolation::new(
+                    "job.training_input.job_dir",
+                    "only local paths and file:// URIs are supported",
+                ));
+            } else if !std::path::Path::new(dir).is_absolute() {
+                violations.push(FieldViolation::new(
+                    "job.training_input.job_dir",
+                    format!("'{}' must be an absolute path", t.job_dir),
+                ));
+            } else if let Some(root) = &s.cfg.allow_root
+                && !inside(root, std::path::Path::new(dir))
+            {
+                violations.push(FieldViolation::new(
+                    "job.training_input.job_dir",
+                    format!(
+                        "'{}' is outside the directory this server may use",
+                        t.job_dir
+                    ),
+                ));
+            }
+        }
         for (i, uri) in t.package_uris.iter().enumerate() {
             let path = uri.strip_prefix("file://").unwrap_or(uri);
             if uri.contains("://") && !uri.starts_with("file://") {
@@ -89,6 +113,13 @@ async fn create(
                 violations.push(FieldViolation::new(
                     &format!("job.training_input.package_uris[{i}]"),
                     format!("'{uri}' does not exist"),
+                ));
+            } else if let Some(root) = &s.cfg.allow_root
+                && !inside(root, std::path::Path::new(path))
+            {
+                violations.push(FieldViolation::new(
+                    &format!("job.training_input.package_uris[{i}]"),
+                    format!("'{uri}' is outside the directory this server may use"),
                 ));
             }
         }

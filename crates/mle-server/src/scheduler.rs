@@ -24,6 +24,39 @@ pub struct Config {
     pub mle_exe: PathBuf,
     /// The Python interpreter for Python trainers.
     pub python: String,
+    /// When set, job dirs and packages must lie inside this directory.
+    pub allow_root: Option<PathBuf>,
+}
+
+/// Resolves `path` as the file system will: symlinks and `..` in the part that exists are
+/// resolved by the OS, the rest lexically (a `..` that would climb out of it is refused).
+pub fn resolve(path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name()?.to_os_string());
+        existing = existing.parent()?.to_path_buf();
+    }
+    let mut out = existing.canonicalize().ok()?;
+    for part in rest.into_iter().rev() {
+        match part.to_str() {
+            Some("..") => return None,
+            Some(".") => {}
+            _ => out.push(part),
+        }
+    }
+    Some(out)
+}
+
+/// Whether `path` resolves inside `root` (itself resolved).
+pub fn inside(root: &Path, path: &Path) -> bool {
+    match (root.canonicalize(), resolve(path)) {
+        (Ok(r), Some(p)) => p.starts_with(r),
+        _ => false,
+    }
 }
 
 /// Shared scheduler state.
@@ -533,6 +566,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn paths_are_resolved_before_the_root_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
+        assert!(inside(&root, &root.join("a/new/job")));
+        assert!(!inside(&root, &root.join("a/../../outside")));
+        assert!(!inside(&root, &root.join("new/../../outside")));
+        assert!(!inside(&root, &root.join("escape/passwd")));
+        assert!(!inside(&root, Path::new("relative/path")));
+        assert!(!inside(&root, &dir.path().join("rootx")));
+    }
+
+    #[test]
     fn timestamps_are_rfc3339() {
         let t = now_rfc3339();
         assert_eq!(t.len(), 24, "{t}");
@@ -554,6 +601,7 @@ mod tests {
             slots: 8,
             mle_exe: "/bin/mle".into(),
             python: "python3".into(),
+            allow_root: None,
         };
         let plan = plan_training(&job, &RunDir("/tmp/run".into()), &cfg).unwrap();
         let tasks: Vec<&str> = plan.replicas.iter().map(|r| r.task.as_str()).collect();
