@@ -659,3 +659,51 @@ fn labels_can_be_patched() {
     );
     assert_eq!(code, 400);
 }
+
+#[test]
+fn metrics_are_prometheus_text_behind_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 3);
+    assert_eq!(
+        s.request(
+            "POST",
+            "/v1/projects/p/jobs",
+            Some(&shell_job("m1", "true"))
+        )
+        .0,
+        200
+    );
+    s.wait_state("m1", &["SUCCEEDED"], 30);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-H",
+            &format!("Authorization: Bearer {}", s.token()),
+            &format!("{}/metrics", s.url),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("# TYPE mle_jobs gauge\nmle_jobs{state=\"SUCCEEDED\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("mle_slots_total 3\n"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("mle_http_requests_total ")),
+        "{text}"
+    );
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            &format!("{}/metrics", s.url),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+}

@@ -16,6 +16,7 @@ pub use scheduler::{
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -54,9 +55,41 @@ async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Re
     }
 }
 
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+async fn count_requests(req: Request, next: Next) -> Response {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    next.run(req).await
+}
+
+/// `/metrics` in the Prometheus text exposition format.
+async fn metrics(State(s): State<Arc<Scheduler>>) -> Result<Response, ApiError> {
+    let mut out = String::from("# HELP mle_jobs Jobs by state.\n# TYPE mle_jobs gauge\n");
+    for (state, n) in s.store.count_by_state().await? {
+        out += &format!("mle_jobs{{state=\"{state}\"}} {n}\n");
+    }
+    out += &format!(
+        "# HELP mle_slots_total Replica slots of this server.\n# TYPE mle_slots_total gauge\nmle_slots_total {}\n",
+        s.cfg.slots
+    );
+    out += &format!(
+        "# HELP mle_http_requests_total HTTP requests received.\n# TYPE mle_http_requests_total counter\nmle_http_requests_total {}\n",
+        REQUESTS.load(Ordering::Relaxed)
+    );
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response())
+}
+
 /// The whole HTTP app.
 pub fn app(scheduler: Arc<Scheduler>, token: String) -> Router {
     let api = jobs::router()
+        .route("/metrics", get(metrics))
         .with_state(scheduler)
         .route_layer(middleware::from_fn_with_state(
             Auth(Arc::new(token)),
@@ -66,6 +99,7 @@ pub fn app(scheduler: Arc<Scheduler>, token: String) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(api)
         .fallback(|| async { ApiError::Status(ApiStatus::NotFound, "no such route".into()) })
+        .layer(middleware::from_fn(count_requests))
 }
 
 /// Reads `<data-dir>/token`, creating it (mode 0600, 32 random bytes as hex) on first start.

@@ -254,6 +254,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Number of jobs in each state (every project).
+    pub async fn count_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
     /// Replaces a job's state and body in one transaction, if its etag is still `expected`;
     /// returns the new record (etag + 1).
     pub async fn update_job(
