@@ -156,6 +156,9 @@ pub struct SubmitTraining {
     /// Runtime version (informational).
     #[arg(long)]
     runtime_version: Option<String>,
+    /// Python version (informational; trainers run with the server's Python).
+    #[arg(long)]
+    python_version: Option<String>,
     /// YAML or JSON file with a Job (or its trainingInput); flags override its fields.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -402,6 +405,7 @@ fn submit(client: &Client, a: SubmitTraining, format: Format) -> Result<i32> {
     );
     set("region", a.region.clone().or(Some("local".into())));
     set("runtimeVersion", a.runtime_version.clone());
+    set("pythonVersion", a.python_version.clone());
     set("pythonModule", a.module_name.clone());
     if !a.args.is_empty() {
         t["args"] = json!(a.args);

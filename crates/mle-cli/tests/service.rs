@@ -707,3 +707,40 @@ fn metrics_are_prometheus_text_behind_auth() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
 }
+
+#[test]
+fn the_seed_scripts_run_against_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(&dir.path().join("data"), &[], 16);
+    for (script, export) in [
+        ("abalone/scripts/train-cloud.sh", "export/abalone"),
+        ("iris/scripts/single-instance-training.sh", "export/iris"),
+        ("iris/scripts/distributed-training.sh", "export/iris"),
+    ] {
+        let job_dir = dir.path().join(script.replace('/', "_"));
+        let out = Command::new("bash")
+            .arg(examples().join(script))
+            .env("MLE", env!("CARGO_BIN_EXE_mle"))
+            .env("MLE_SERVER", &s.url)
+            .env("MLE_DATA_DIR", &s.data)
+            .env("JOB_DIR", &job_dir)
+            .env("JOB_NAME", format!("seed_{}", script.len()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}:\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("state: SUCCEEDED"),
+            "{script}: {}",
+            stderr(&out)
+        );
+        assert!(
+            mle_nn::export::latest(&job_dir.join(export)).is_some(),
+            "{script}: no export"
+        );
+    }
+}
