@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 venv=target/test-venv
 req=tests/python/requirements.txt
 if ! cmp -s "$req" "$venv/.requirements" 2>/dev/null; then
-  echo "==> creating the test venv in $venv (tensorboard, onnxruntime)"
+  echo "==> creating the test venv in $venv (tests/python/requirements.txt)"
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"

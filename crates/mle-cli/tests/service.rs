@@ -744,3 +744,32 @@ fn the_seed_scripts_run_against_the_server() {
         );
     }
 }
+
+#[test]
+fn googles_ml_v1_client_library_works_with_only_the_endpoint_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 4);
+    let script = examples().join("../tests/python/google_client.py");
+    let out = run_expect(
+        Command::new(test_python())
+            .arg(script)
+            .arg(format!("{}/", s.url))
+            .arg(s.token()),
+        0,
+    );
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["created"]["state"], "QUEUED");
+    assert_eq!(v["final"]["state"], "SUCCEEDED", "{v}");
+    assert_eq!(v["cancel"], json!({}));
+    assert_eq!(
+        (v["page1"].clone(), v["page2"].clone()),
+        (json!(["google_1"]), json!(["google_2"]))
+    );
+    assert_eq!(v["error"]["status"], 400);
+    assert_eq!(v["error"]["body"]["error"]["status"], "INVALID_ARGUMENT");
+    let (_, j) = s.request("GET", "/v1/projects/gp/jobs/google_2", None);
+    assert!(
+        matches!(j["state"].as_str(), Some("CANCELLING" | "CANCELLED")),
+        "{j}"
+    );
+}
