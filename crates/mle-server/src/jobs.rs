@@ -16,15 +16,19 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::scheduler::{Scheduler, inside, now_rfc3339, slots_needed};
 
+/// Collection of a project's jobs.
+pub const JOBS: &str = "/v1/projects/{project}/jobs";
+/// One job (`POST` on `{job}:cancel` cancels).
+pub const JOB: &str = "/v1/projects/{project}/jobs/{job}";
+/// A job's log lines.
+pub const JOB_LOGS: &str = "/v1/projects/{project}/jobs/{job}/logs";
+
 /// The jobs routes.
 pub fn router() -> Router<Arc<Scheduler>> {
     Router::new()
-        .route("/v1/projects/{project}/jobs", post(create).get(list))
-        .route(
-            "/v1/projects/{project}/jobs/{job}",
-            get(read).post(action).patch(patch),
-        )
-        .route("/v1/projects/{project}/jobs/{job}/logs", get(logs))
+        .route(JOBS, post(create).get(list))
+        .route(JOB, get(read).post(action).patch(patch))
+        .route(JOB_LOGS, get(logs))
 }
 
 fn valid_project(p: &str) -> Result<(), ApiError> {

@@ -7,6 +7,7 @@
 
 mod error;
 mod jobs;
+pub mod openapi;
 mod scheduler;
 
 pub use error::ApiError;
@@ -90,6 +91,10 @@ async fn metrics(State(s): State<Arc<Scheduler>>) -> Result<Response, ApiError> 
 pub fn app(scheduler: Arc<Scheduler>, token: String) -> Router {
     let api = jobs::router()
         .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::spec()) }),
+        )
         .with_state(scheduler)
         .route_layer(middleware::from_fn_with_state(
             Auth(Arc::new(token)),
