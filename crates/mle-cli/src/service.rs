@@ -403,10 +403,13 @@ fn submit(client: &Client, a: SubmitTraining, format: Format) -> Result<i32> {
                 .unwrap_or(d)
         }),
     );
-    set("region", a.region.clone().or(Some("local".into())));
+    set("region", a.region.clone());
     set("runtimeVersion", a.runtime_version.clone());
     set("pythonVersion", a.python_version.clone());
     set("pythonModule", a.module_name.clone());
+    if t.get("region").is_none_or(Value::is_null) {
+        t["region"] = json!("local");
+    }
     if !a.args.is_empty() {
         t["args"] = json!(a.args);
     }

@@ -773,3 +773,92 @@ fn googles_ml_v1_client_library_works_with_only_the_endpoint_changed() {
         "{j}"
     );
 }
+
+#[test]
+fn max_running_time_fails_a_job_that_runs_too_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 2);
+    let job = json!({"jobId": "slow", "trainingInput": {"masterConfig": {"containerCommand": ["sleep", "300"]}, "scheduling": {"maxRunningTime": "1s"}}});
+    assert_eq!(
+        s.request("POST", "/v1/projects/p/jobs", Some(&job.to_string()))
+            .0,
+        200
+    );
+    let v = s.wait_state("slow", &["FAILED"], 30);
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("maximum running time"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_malformed_config_file_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 2);
+    let cfg = dir.path().join("bad.yaml");
+    std::fs::write(&cfg, "trainingInput: [unclosed\n").unwrap();
+    let out = s
+        .cli()
+        .args([
+            "jobs",
+            "--project",
+            "p",
+            "submit",
+            "training",
+            "x1",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not valid YAML or JSON"),
+        "{}",
+        stderr(&out)
+    );
+    let (_, list) = s.request("GET", "/v1/projects/p/jobs", None);
+    assert_eq!(list["jobs"], json!([]));
+    // A valid config supplies the job; flags override it.
+    std::fs::write(&cfg, "trainingInput:\n  scaleTier: BASIC\n  masterConfig:\n    containerCommand: [sh, -c, 'exit 0']\n  region: from-config\n").unwrap();
+    run_expect(
+        s.cli()
+            .args([
+                "jobs",
+                "--project",
+                "p",
+                "submit",
+                "training",
+                "x2",
+                "--region",
+                "from-flag",
+                "--config",
+            ])
+            .arg(&cfg),
+        0,
+    );
+    let (_, j) = s.request("GET", "/v1/projects/p/jobs/x2", None);
+    assert_eq!(j["trainingInput"]["region"], "from-flag");
+    run_expect(
+        s.cli()
+            .args([
+                "jobs",
+                "--project",
+                "p",
+                "submit",
+                "training",
+                "x3",
+                "--config",
+            ])
+            .arg(&cfg),
+        0,
+    );
+    let (_, j) = s.request("GET", "/v1/projects/p/jobs/x3", None);
+    assert_eq!(
+        j["trainingInput"]["region"], "from-config",
+        "flags that are not given do not override the config"
+    );
+}
