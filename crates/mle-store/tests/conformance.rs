@@ -1,0 +1,200 @@
+//! One conformance suite for every backend: the same checks against SQLite and against a real
+//! PostgreSQL server (a throwaway cluster made with initdb and pg_ctl on a free port).
+
+use std::path::Path;
+use std::process::Command;
+
+use mle_store::{JobFilter, JobRecord, Store, StoreError};
+
+async fn conformance(s: &Store) {
+    let a = s
+        .insert_job("p", "a", "QUEUED", "t0", "{\"x\":1}")
+        .await
+        .unwrap();
+    assert_eq!((a.seq, a.etag), (1, 1));
+    assert_eq!(s.get_job("p", "a").await.unwrap(), a);
+    assert!(matches!(
+        s.insert_job("p", "a", "QUEUED", "t1", "{}").await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        s.get_job("p", "zz").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let b = s
+        .update_job("p", "a", 1, "RUNNING", "{\"r\":1}")
+        .await
+        .unwrap();
+    assert_eq!((b.etag, b.state.as_str()), (2, "RUNNING"));
+    assert!(matches!(
+        s.update_job("p", "a", 1, "FAILED", "{}").await,
+        Err(StoreError::Conflict { expected: 1, .. })
+    ));
+    for (id, st) in [("abc1", "QUEUED"), ("abd", "RUNNING"), ("abc_2", "RUNNING")] {
+        s.insert_job("p", id, st, "t", "{}").await.unwrap();
+    }
+    s.insert_job("q", "a", "QUEUED", "t", "{}").await.unwrap();
+    let ids = |v: Vec<JobRecord>| v.into_iter().map(|r| r.job_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list_jobs("p", &JobFilter::default(), 0, 2).await.unwrap()),
+        vec!["a", "abc1"]
+    );
+    assert_eq!(
+        ids(s
+            .list_jobs("p", &JobFilter::default(), 2, 10)
+            .await
+            .unwrap()),
+        vec!["abd", "abc_2"]
+    );
+    let running = JobFilter {
+        state: Some("RUNNING".into()),
+        id_prefix: None,
+    };
+    assert_eq!(
+        ids(s.list_jobs("p", &running, 0, 10).await.unwrap()),
+        vec!["a", "abd", "abc_2"]
+    );
+    let pre = JobFilter {
+        state: None,
+        id_prefix: Some("abc_".into()),
+    };
+    assert_eq!(
+        ids(s.list_jobs("p", &pre, 0, 10).await.unwrap()),
+        vec!["abc_2"]
+    );
+    assert_eq!(
+        ids(s.jobs_in_states(&["QUEUED"]).await.unwrap()),
+        vec!["abc1", "a"]
+    );
+    assert_eq!(
+        s.count_by_state().await.unwrap(),
+        vec![("QUEUED".to_string(), 2), ("RUNNING".to_string(), 3)]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&Store::open_dir(dir.path()).await.unwrap()).await;
+}
+
+/// A PostgreSQL cluster in a scratch directory, stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn as_postgres_user(cmd: &str, args: &[&str]) -> Command {
+    // initdb refuses to run as root: use the `postgres` account then.
+    if nix_is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", cmd]).args(args);
+        c
+    } else {
+        let mut c = Command::new(cmd);
+        c.args(args);
+        c
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+impl Postgres {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("pg");
+        if nix_is_root() {
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = data.to_str().unwrap();
+        let ok = as_postgres_user(
+            "initdb",
+            &["-D", d, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            ok.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+            dir.path().display()
+        );
+        let log = dir.path().join("pg.log");
+        let ok = as_postgres_user(
+            "pg_ctl",
+            &[
+                "-D",
+                d,
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            ok.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        Self { dir, port }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("pg");
+        let _ = as_postgres_user(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"],
+        )
+        .output();
+    }
+}
+
+#[tokio::test]
+async fn postgres_conforms() {
+    assert!(
+        Path::new("/usr/lib/postgresql").exists() || which("initdb"),
+        "PostgreSQL (initdb, pg_ctl) is needed: apt-get install postgresql"
+    );
+    let pg = Postgres::start();
+    let store = Store::open(&pg.url()).await.unwrap();
+    conformance(&store).await;
+    // Reopening runs the migrations again without harm and sees the data.
+    let again = Store::open(&pg.url()).await.unwrap();
+    assert_eq!(again.get_job("p", "abd").await.unwrap().state, "RUNNING");
+}
+
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).exists()))
+}
