@@ -15,6 +15,7 @@
 
 mod error;
 mod job;
+mod machine;
 mod validate;
 
 pub use error::{ApiStatus, ErrorBody, ErrorEnvelope, FieldViolation};
@@ -22,4 +23,5 @@ pub use job::{
     AcceleratorConfig, Int64, Job, JobState, ReplicaConfig, ScaleTier, Scheduling, TrainingInput,
     TrainingOutput,
 };
+pub use machine::{Machine, machine, machine_names};
 pub use validate::{parse_duration, valid_job_id, validate_job};

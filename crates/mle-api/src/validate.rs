@@ -96,6 +96,22 @@ fn validate_training(t: &TrainingInput, v: &mut Vec<FieldViolation>) {
             }
         }
     }
+    for (name, value) in [
+        ("master_type", &t.master_type),
+        ("worker_type", &t.worker_type),
+        ("parameter_server_type", &t.parameter_server_type),
+        ("evaluator_type", &t.evaluator_type),
+    ] {
+        if !value.is_empty() && crate::machine::machine(value).is_none() {
+            v.push(FieldViolation::new(
+                &f(name),
+                format!(
+                    "unknown machine type '{value}' (valid: {})",
+                    crate::machine::machine_names()
+                ),
+            ));
+        }
+    }
     let command = t
         .master_config
         .as_ref()
@@ -178,6 +194,10 @@ mod tests {
             &["job.training_input.scheduling.max_running_time"],
         );
         check(r#"{"jobId": "j"}"#, &["job"]);
+        check(
+            r#"{"jobId": "j", "trainingInput": {"scaleTier": "CUSTOM", "masterType": "huge", "masterConfig": {"containerCommand": ["true"]}}}"#,
+            &["job.training_input.master_type"],
+        );
         check(
             &format!(r#"{{"jobId": "j", "labels": {{"Owner": "x"}}, {ok}}}"#),
             &["job.labels.Owner"],

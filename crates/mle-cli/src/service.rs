@@ -103,6 +103,9 @@ pub enum JobsCommand {
     Describe {
         /// Job id.
         job: String,
+        /// A short summary: state and times, and for tuning jobs the trials, best first.
+        #[arg(long)]
+        summarize: bool,
     },
     /// List jobs, oldest first.
     List {
@@ -246,17 +249,21 @@ pub fn jobs(cmd: JobsCommand, conn: Conn) -> Result<i32> {
     let client = Client::new(&conn)?;
     match cmd {
         JobsCommand::Submit(Submit::Training(a)) => submit(&client, *a, conn.format),
-        JobsCommand::Describe { job } => {
+        JobsCommand::Describe { job, summarize } => {
             let v = client.call("GET", &format!("jobs/{job}"), None)?;
-            print(
-                &v,
-                if conn.format == Format::Table {
-                    Format::Yaml
-                } else {
-                    conn.format
-                },
-                |_| {},
-            )?;
+            if summarize && conn.format == Format::Table {
+                summary(&v);
+            } else {
+                print(
+                    &v,
+                    if conn.format == Format::Table {
+                        Format::Yaml
+                    } else {
+                        conn.format
+                    },
+                    |_| {},
+                )?;
+            }
             Ok(0)
         }
         JobsCommand::List { filter, limit } => {
@@ -295,6 +302,55 @@ pub fn jobs(cmd: JobsCommand, conn: Conn) -> Result<i32> {
             client.call("POST", &format!("jobs/{job}:cancel"), Some(&json!({})))?;
             println!("cancel requested for {job}");
             Ok(0)
+        }
+    }
+}
+
+/// `describe --summarize`: the job's state line, then tuning trials (already best first).
+fn summary(v: &Value) {
+    let field = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    println!(
+        "{:<24} {:<11} {:<25} {:<25} {:<25}",
+        "JOB_ID", "STATUS", "CREATED", "STARTED", "ENDED"
+    );
+    println!(
+        "{:<24} {:<11} {:<25} {:<25} {:<25}",
+        field("jobId"),
+        field("state"),
+        field("createTime"),
+        field("startTime"),
+        field("endTime")
+    );
+    if let Some(e) = v["errorMessage"].as_str() {
+        println!("error: {e}");
+    }
+    let trials = v["trainingOutput"]["trials"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !trials.is_empty() {
+        println!();
+        println!(
+            "{:<8} {:<11} {:>14}  HYPERPARAMETERS",
+            "TRIAL", "STATE", "OBJECTIVE"
+        );
+        for t in trials {
+            let objective = t["finalMetric"]["objectiveValue"]
+                .as_f64()
+                .map_or("-".into(), |o| format!("{o:.6}"));
+            let hp = t["hyperparameters"].as_object().map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            println!(
+                "{:<8} {:<11} {:>14}  {}",
+                t["trialId"].as_str().unwrap_or("-"),
+                t["state"].as_str().unwrap_or("-"),
+                objective,
+                hp.unwrap_or_default()
+            );
         }
     }
 }
