@@ -1,0 +1,252 @@
+//! Gaussian-process regression with a Matérn-5/2 kernel with one length scale per dimension
+//! (ARD), hyperparameters fit by maximising the log marginal likelihood (Rasmussen & Williams,
+//! "Gaussian Processes for Machine Learning", 2006, eq. 2.30 and 4.17), and expected
+//! improvement (Jones, Schonlau & Welch, 1998).
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// Kernel hyperparameters, in log space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hyper {
+    /// log length scale per dimension.
+    pub log_ls: Vec<f64>,
+    /// log signal variance.
+    pub log_var: f64,
+    /// log noise variance.
+    pub log_noise: f64,
+}
+
+fn matern52(a: &[f64], b: &[f64], h: &Hyper) -> f64 {
+    let r2: f64 = a
+        .iter()
+        .zip(b)
+        .zip(&h.log_ls)
+        .map(|((x, y), l)| ((x - y) / l.exp()).powi(2))
+        .sum();
+    let r = (5.0 * r2).sqrt();
+    h.log_var.exp() * (1.0 + r + r * r / 3.0) * (-r).exp()
+}
+
+/// Lower-triangular Cholesky factor of a symmetric positive-definite matrix (row-major).
+fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= l[i * n + k] * l[j * n + k];
+            }
+            if i == j {
+                if s <= 0.0 {
+                    return None;
+                }
+                l[i * n + i] = s.sqrt();
+            } else {
+                l[i * n + j] = s / l[j * n + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// Solves L x = b (forward substitution).
+fn solve_lower(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
+    let mut x = b.to_vec();
+    for i in 0..n {
+        for k in 0..i {
+            x[i] -= l[i * n + k] * x[k];
+        }
+        x[i] /= l[i * n + i];
+    }
+    x
+}
+
+/// Solves Lᵀ x = b (back substitution).
+fn solve_upper(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
+    let mut x = b.to_vec();
+    for i in (0..n).rev() {
+        for k in i + 1..n {
+            x[i] -= l[k * n + i] * x[k];
+        }
+        x[i] /= l[i * n + i];
+    }
+    x
+}
+
+/// A fitted GP on standardised targets.
+pub struct Gp {
+    x: Vec<Vec<f64>>,
+    l: Vec<f64>,
+    alpha: Vec<f64>,
+    h: Hyper,
+    mean: f64,
+    std: f64,
+}
+
+fn log_marginal(x: &[Vec<f64>], y: &[f64], h: &Hyper) -> Option<(f64, Vec<f64>, Vec<f64>)> {
+    let n = x.len();
+    let mut k = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let v = matern52(&x[i], &x[j], h);
+            k[i * n + j] = v;
+            k[j * n + i] = v;
+        }
+        k[i * n + i] += h.log_noise.exp() + 1e-9;
+    }
+    let l = cholesky(&k, n)?;
+    let alpha = solve_upper(&l, n, &solve_lower(&l, n, y));
+    let fit: f64 = y.iter().zip(&alpha).map(|(a, b)| a * b).sum();
+    let logdet: f64 = (0..n).map(|i| l[i * n + i].ln()).sum();
+    Some((
+        -0.5 * fit - logdet - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln(),
+        l,
+        alpha,
+    ))
+}
+
+impl Gp {
+    /// Fits hyperparameters (random candidates, then coordinate refinement) and the posterior.
+    pub fn fit(x: Vec<Vec<f64>>, y: &[f64], rng: &mut ChaCha8Rng) -> Option<Self> {
+        let d = x.first()?.len();
+        let mean = y.iter().sum::<f64>() / y.len() as f64;
+        let std = (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / y.len() as f64)
+            .sqrt()
+            .max(1e-9);
+        let ys: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
+        let score = |h: &Hyper| {
+            log_marginal(&x, &ys, h)
+                .map(|r| r.0)
+                .unwrap_or(f64::NEG_INFINITY)
+        };
+        // Priors as bounds: length scales in [0.01, 10] of the unit cube, noise in [1e-6, 1].
+        let clamp = |h: &mut Hyper| {
+            h.log_ls
+                .iter_mut()
+                .for_each(|l| *l = l.clamp(0.01f64.ln(), 10f64.ln()));
+            h.log_var = h.log_var.clamp(0.05f64.ln(), 20f64.ln());
+            h.log_noise = h.log_noise.clamp(1e-6f64.ln(), 0.0);
+        };
+        let mut best = Hyper {
+            log_ls: vec![0.3f64.ln(); d],
+            log_var: 0.0,
+            log_noise: 1e-3f64.ln(),
+        };
+        let mut best_score = score(&best);
+        for _ in 0..48 {
+            let mut h = Hyper {
+                log_ls: (0..d)
+                    .map(|_| rng.random_range(0.02f64.ln()..3f64.ln()))
+                    .collect(),
+                log_var: rng.random_range(0.2f64.ln()..5f64.ln()),
+                log_noise: rng.random_range(1e-6f64.ln()..0.3f64.ln()),
+            };
+            clamp(&mut h);
+            let s = score(&h);
+            if s > best_score {
+                (best, best_score) = (h, s);
+            }
+        }
+        for step in [0.5, 0.2, 0.05] {
+            for _ in 0..2 {
+                for i in 0..d + 2 {
+                    for dir in [-1.0, 1.0] {
+                        let mut h = best.clone();
+                        match i {
+                            i if i < d => h.log_ls[i] += dir * step * 2.0,
+                            i if i == d => h.log_var += dir * step * 2.0,
+                            _ => h.log_noise += dir * step * 4.0,
+                        }
+                        clamp(&mut h);
+                        let s = score(&h);
+                        if s > best_score {
+                            (best, best_score) = (h, s);
+                        }
+                    }
+                }
+            }
+        }
+        let (_, l, alpha) = log_marginal(&x, &ys, &best)?;
+        Some(Self {
+            x,
+            l,
+            alpha,
+            h: best,
+            mean,
+            std,
+        })
+    }
+
+    /// Posterior mean and standard deviation at `p` (in the targets' units).
+    pub fn predict(&self, p: &[f64]) -> (f64, f64) {
+        let n = self.x.len();
+        let k: Vec<f64> = self.x.iter().map(|xi| matern52(xi, p, &self.h)).collect();
+        let mu: f64 = k.iter().zip(&self.alpha).map(|(a, b)| a * b).sum();
+        let v = solve_lower(&self.l, n, &k);
+        let var = (self.h.log_var.exp() - v.iter().map(|a| a * a).sum::<f64>()).max(1e-12);
+        (self.mean + mu * self.std, var.sqrt() * self.std)
+    }
+}
+
+/// Standard normal density.
+fn pdf(z: f64) -> f64 {
+    (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()
+}
+
+/// Standard normal CDF via erfc (Numerical Recipes' Chebyshev fit, |error| < 1.2e-7).
+fn cdf(z: f64) -> f64 {
+    let x = -z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let y = t
+        * (-x * x - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    let erfc = if x >= 0.0 { y } else { 2.0 - y };
+    0.5 * erfc
+}
+
+/// Expected improvement below `best` (minimisation).
+pub fn expected_improvement(mu: f64, sigma: f64, best: f64) -> f64 {
+    if sigma <= 1e-12 {
+        return (best - mu).max(0.0);
+    }
+    let z = (best - mu) / sigma;
+    (best - mu) * cdf(z) + sigma * pdf(z)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn cdf_matches_known_values() {
+        assert!((cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((cdf(1.96) - 0.975_002_1).abs() < 1e-6);
+        assert!((cdf(-1.0) - 0.158_655_25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_gp_interpolates_a_smooth_function() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let f = |x: f64| (6.0 * x).sin() + x;
+        let x: Vec<Vec<f64>> = (0..12).map(|i| vec![i as f64 / 11.0]).collect();
+        let y: Vec<f64> = x.iter().map(|p| f(p[0])).collect();
+        let gp = Gp::fit(x, &y, &mut rng).unwrap();
+        for t in [0.05, 0.33, 0.71] {
+            let (mu, sd) = gp.predict(&[t]);
+            assert!((mu - f(t)).abs() < 0.05, "at {t}: {mu} vs {}", f(t));
+            assert!(sd < 0.2);
+        }
+        // Far outside the data the posterior widens.
+        assert!(gp.predict(&[3.0]).1 > gp.predict(&[0.5]).1);
+    }
+}

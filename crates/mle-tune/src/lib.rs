@@ -1,0 +1,221 @@
+//! Hyperparameter search for mle, pure and deterministic (no I/O; the same seed and history give
+//! the same proposals): a Vizier-like study over a [`Space`] with Gaussian-process Bayesian
+//! optimisation (the default), random search and grid search, plus the median stopping rule.
+//!
+//! ```
+//! use mle_tune::{Algorithm, Domain, Goal, Param, Scale, Space, Tuner};
+//! let space = Space { params: vec![Param { name: "lr".into(), domain: Domain::Double { min: 1e-4, max: 1e-1, scale: Scale::Log } }] };
+//! let tuner = Tuner { space, goal: Goal::Maximize, algorithm: Algorithm::Random, seed: 7 };
+//! let points = tuner.propose(&[], &[], 2).unwrap();
+//! assert_eq!(points.len(), 2);
+//! assert!(points.iter().all(|p| tuner.space.contains(p)));
+//! ```
+
+mod gp;
+mod space;
+mod stopping;
+
+pub use gp::expected_improvement;
+pub use space::{Domain, Param, Point, Scale, Space, Value};
+pub use stopping::median_stop;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Whether larger objective values are better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// Larger is better.
+    Maximize,
+    /// Smaller is better.
+    Minimize,
+}
+
+impl Goal {
+    /// Whether `a` is better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Goal::Maximize => a > b,
+            Goal::Minimize => a < b,
+        }
+    }
+}
+
+/// Search algorithm (`ALGORITHM_UNSPECIFIED` is Bayesian optimisation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Gaussian-process Bayesian optimisation with expected improvement.
+    Bayesian,
+    /// Every combination, in a stable order.
+    Grid,
+    /// Uniform in the scaled unit cube.
+    Random,
+}
+
+/// A study's search settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuner {
+    /// The space.
+    pub space: Space,
+    /// Optimisation direction.
+    pub goal: Goal,
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// Random trials before the GP takes over.
+const INITIAL_RANDOM: usize = 3;
+
+/// Every grid point in a stable order (the last parameter varies fastest); `Err` names a
+/// parameter that cannot be enumerated.
+pub fn grid(space: &Space) -> Result<Vec<Point>, String> {
+    let mut axes: Vec<Vec<Value>> = Vec::new();
+    for p in &space.params {
+        axes.push(match &p.domain {
+            Domain::Double { .. } => {
+                return Err(format!(
+                    "parameter '{}': GRID_SEARCH cannot enumerate a DOUBLE",
+                    p.name
+                ));
+            }
+            Domain::Integer { min, max, .. } => (*min..=*max).map(Value::Int).collect(),
+            Domain::Discrete(v) => v.iter().map(|x| Value::Number(*x)).collect(),
+            Domain::Categorical(c) => c.iter().map(|x| Value::Text(x.clone())).collect(),
+        });
+    }
+    let mut out: Vec<Point> = vec![Vec::new()];
+    for axis in &axes {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                axis.iter()
+                    .map(move |v| [prefix.clone(), vec![v.clone()]].concat())
+            })
+            .collect();
+    }
+    Ok(out)
+}
+
+impl Tuner {
+    fn rng(&self, salt: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(self.seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    fn random_point(&self, rng: &mut ChaCha8Rng) -> Point {
+        let u: Vec<f64> = (0..self.space.dims())
+            .map(|_| rng.random::<f64>())
+            .collect();
+        self.space.decode(&u)
+    }
+
+    /// Proposes `n` new points given the completed trials (point, objective) and the pending
+    /// ones (already proposed, no result yet). Grid search returns fewer when it runs out.
+    pub fn propose(
+        &self,
+        completed: &[(Point, f64)],
+        pending: &[Point],
+        n: usize,
+    ) -> Result<Vec<Point>, String> {
+        let history = (completed.len() + pending.len()) as u64;
+        match self.algorithm {
+            Algorithm::Grid => {
+                let used: Vec<&Point> = completed.iter().map(|(p, _)| p).chain(pending).collect();
+                Ok(grid(&self.space)?
+                    .into_iter()
+                    .filter(|p| !used.contains(&p))
+                    .take(n)
+                    .collect())
+            }
+            Algorithm::Random => Ok((0..n as u64)
+                .map(|i| self.random_point(&mut self.rng(history + i)))
+                .collect()),
+            Algorithm::Bayesian => Ok(self.bayesian(completed, pending, n)),
+        }
+    }
+
+    fn bayesian(&self, completed: &[(Point, f64)], pending: &[Point], n: usize) -> Vec<Point> {
+        let history = (completed.len() + pending.len()) as u64;
+        let mut rng = self.rng(history.wrapping_add(0xB0));
+        let finite: Vec<&(Point, f64)> = completed.iter().filter(|(_, v)| v.is_finite()).collect();
+        if finite.len() < INITIAL_RANDOM {
+            return (0..n as u64)
+                .map(|i| self.random_point(&mut self.rng(history + i)))
+                .collect();
+        }
+        // Work on minimisation of the (sign-adjusted) objective.
+        let sign = if self.goal == Goal::Maximize {
+            -1.0
+        } else {
+            1.0
+        };
+        let mut xs: Vec<Vec<f64>> = finite.iter().map(|(p, _)| self.space.encode(p)).collect();
+        let mut ys: Vec<f64> = finite.iter().map(|(_, v)| sign * v).collect();
+        let Some(mut gp) = gp::Gp::fit(xs.clone(), &ys, &mut rng) else {
+            return (0..n as u64)
+                .map(|i| self.random_point(&mut self.rng(history + i)))
+                .collect();
+        };
+        // Pending trials and earlier picks of this batch count as observed at the posterior mean
+        // ("kriging believer"), so parallel proposals spread out instead of duplicating.
+        let believe = |x: Vec<f64>,
+                       gp: &mut gp::Gp,
+                       xs: &mut Vec<Vec<f64>>,
+                       ys: &mut Vec<f64>,
+                       rng: &mut ChaCha8Rng| {
+            let (mu, _) = gp.predict(&x);
+            xs.push(x);
+            ys.push(mu);
+            if let Some(g) = gp::Gp::fit(xs.clone(), ys, rng) {
+                *gp = g;
+            }
+        };
+        for p in pending {
+            believe(self.space.encode(p), &mut gp, &mut xs, &mut ys, &mut rng);
+        }
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let best = ys.iter().cloned().fold(f64::INFINITY, f64::min);
+            let snap = |u: &[f64]| self.space.encode(&self.space.decode(u));
+            let ei = |gp: &gp::Gp, x: &[f64]| {
+                let (mu, sd) = gp.predict(x);
+                expected_improvement(mu, sd, best)
+            };
+            let d = self.space.dims();
+            let mut candidates: Vec<(f64, Vec<f64>)> = (0..1500)
+                .map(|_| {
+                    let x = snap(&(0..d).map(|_| rng.random::<f64>()).collect::<Vec<_>>());
+                    (ei(&gp, &x), x)
+                })
+                .collect();
+            candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+            candidates.truncate(5);
+            // Local refinement of the best candidates with shrinking Gaussian-like steps.
+            for c in candidates.iter_mut() {
+                let mut step = 0.1;
+                for _ in 0..40 {
+                    let x: Vec<f64> =
+                        c.1.iter()
+                            .map(|v| (v + step * (rng.random::<f64>() * 2.0 - 1.0)).clamp(0.0, 1.0))
+                            .collect();
+                    let x = snap(&x);
+                    let e = ei(&gp, &x);
+                    if e > c.0 {
+                        *c = (e, x);
+                    } else {
+                        step *= 0.9;
+                    }
+                }
+            }
+            let pick = candidates
+                .into_iter()
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|c| c.1)
+                .unwrap_or_else(|| vec![0.5; d]);
+            out.push(self.space.decode(&pick));
+            believe(pick, &mut gp, &mut xs, &mut ys, &mut rng);
+        }
+        out
+    }
+}
