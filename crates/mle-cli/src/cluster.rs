@@ -5,11 +5,9 @@
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
 
 use crate::local::exit_code;
@@ -73,30 +71,9 @@ fn spawn(mut cmd: Command, name: String) -> Result<Replica> {
     Ok(Replica { name, child })
 }
 
-/// SIGTERM to each replica's process group, then SIGKILL to those still running after a grace
-/// period; reaps them all.
 fn stop_all(replicas: &mut [Replica]) {
-    let signal = |r: &Replica, s| {
-        let _ = killpg(Pid::from_raw(r.child.id() as i32), s);
-    };
-    for r in replicas.iter_mut() {
-        if r.child.try_wait().ok().flatten().is_none() {
-            signal(r, Signal::SIGTERM);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline
-        && replicas
-            .iter_mut()
-            .any(|r| r.child.try_wait().ok().flatten().is_none())
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for r in replicas.iter_mut() {
-        // The group may hold grandchildren even when the replica itself has exited.
-        signal(r, Signal::SIGKILL);
-        let _ = r.child.wait();
-    }
+    let mut children: Vec<&mut Child> = replicas.iter_mut().map(|r| &mut r.child).collect();
+    mle_exec::stop_groups(&mut children, Duration::from_secs(5));
 }
 
 /// Starts ps, workers and evaluators, then the primary; returns the primary's exit code once it

@@ -25,6 +25,15 @@ impl Drop for Server {
 }
 
 fn start_server(data: &Path, env: &[(&str, &str)], slots: usize) -> Server {
+    start_server_with(data, env, slots, &[])
+}
+
+fn start_server_with(
+    data: &Path,
+    env: &[(&str, &str)],
+    slots: usize,
+    extra: &[&std::ffi::OsStr],
+) -> Server {
     let mut cmd = mle();
     cmd.args([
         "server",
@@ -35,6 +44,7 @@ fn start_server(data: &Path, env: &[(&str, &str)], slots: usize) -> Server {
         "--data-dir",
     ])
     .arg(data)
+    .args(extra)
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
     for (k, v) in env {
@@ -561,23 +571,12 @@ fn allow_root_refuses_paths_outside_it_even_through_dot_dot_or_symlinks() {
     std::fs::write(root.join("pkgs/p.tar.gz"), b"x").unwrap();
     std::fs::write(dir.path().join("outside.tar.gz"), b"x").unwrap();
     std::os::unix::fs::symlink(dir.path(), root.join("link")).unwrap();
-    let mut cmd = mle();
-    cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--allow-root")
-        .arg(&root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let s = Server {
-        child,
-        url: line.trim().rsplit(' ').next().unwrap().to_string(),
-        data: dir.path().join("data"),
-    };
+    let s = start_server_with(
+        &dir.path().join("data"),
+        &[],
+        4,
+        &["--allow-root".as_ref(), root.as_os_str()],
+    );
     let job = |id: &str, job_dir: &Path, pkg: &Path| {
         json!({"jobId": id, "trainingInput": {"pythonModule": "t.task", "packageUris": [pkg], "jobDir": job_dir}}).to_string()
     };

@@ -16,7 +16,7 @@ mod plan;
 mod supervise;
 
 pub use plan::{JobPlan, ReplicaPlan, RunDir};
-pub use supervise::{Outcome, supervise};
+pub use supervise::{Outcome, stop_groups, supervise};
 
 /// Errors of the executor.
 #[derive(Debug, thiserror::Error)]

@@ -61,20 +61,33 @@ struct Running {
 }
 
 fn stop(replicas: &mut [Running]) {
-    for r in replicas.iter_mut() {
-        let _ = killpg(Pid::from_raw(r.child.id() as i32), Signal::SIGTERM);
+    let mut children: Vec<&mut Child> = replicas.iter_mut().map(|r| &mut r.child).collect();
+    stop_groups(&mut children, Duration::from_secs(5));
+}
+
+/// Stops processes that each lead their own process group: SIGTERM to every group, up to
+/// `grace` for them to exit, then SIGKILL to every group (which may still hold grandchildren
+/// even when its leader has exited), and reaps the leaders.
+pub fn stop_groups(children: &mut [&mut Child], grace: Duration) {
+    let signal = |c: &Child, s| {
+        let _ = killpg(Pid::from_raw(c.id() as i32), s);
+    };
+    for c in children.iter_mut() {
+        if c.try_wait().ok().flatten().is_none() {
+            signal(c, Signal::SIGTERM);
+        }
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + grace;
     while Instant::now() < deadline
-        && replicas
+        && children
             .iter_mut()
-            .any(|r| r.child.try_wait().ok().flatten().is_none())
+            .any(|c| c.try_wait().ok().flatten().is_none())
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    for r in replicas.iter_mut() {
-        let _ = killpg(Pid::from_raw(r.child.id() as i32), Signal::SIGKILL);
-        let _ = r.child.wait();
+    for c in children.iter_mut() {
+        signal(c, Signal::SIGKILL);
+        let _ = c.wait();
     }
 }
 
