@@ -134,7 +134,7 @@ impl Gp {
             log_noise: 1e-3f64.ln(),
         };
         let mut best_score = score(&best);
-        for _ in 0..48 {
+        for _ in 0..24 {
             let mut h = Hyper {
                 log_ls: (0..d)
                     .map(|_| rng.random_range(0.02f64.ln()..3f64.ln()))

@@ -151,7 +151,11 @@ impl Tuner {
             1.0
         };
         let mut xs: Vec<Vec<f64>> = finite.iter().map(|(p, _)| self.space.encode(p)).collect();
-        let mut ys: Vec<f64> = finite.iter().map(|(_, v)| sign * v).collect();
+        // Output warping (Vizier warps outputs too): ln(1 + y - min y) is monotone, so the
+        // argmin is unchanged, but a few huge values (Rosenbrock's) no longer flatten the rest.
+        let raw: Vec<f64> = finite.iter().map(|(_, v)| sign * v).collect();
+        let low = raw.iter().cloned().fold(f64::INFINITY, f64::min);
+        let mut ys: Vec<f64> = raw.iter().map(|y| (1.0 + y - low).ln()).collect();
         let Some(mut gp) = gp::Gp::fit(xs.clone(), &ys, &mut rng) else {
             return (0..n as u64)
                 .map(|i| self.random_point(&mut self.rng(history + i)))
@@ -214,7 +218,9 @@ impl Tuner {
                 .map(|c| c.1)
                 .unwrap_or_else(|| vec![0.5; d]);
             out.push(self.space.decode(&pick));
-            believe(pick, &mut gp, &mut xs, &mut ys, &mut rng);
+            if out.len() < n {
+                believe(pick, &mut gp, &mut xs, &mut ys, &mut rng);
+            }
         }
         out
     }
