@@ -18,7 +18,7 @@ data = os.path.join(root, "examples/abalone/data")
 parser = argparse.ArgumentParser()
 parser.add_argument("--rounds", type=int, default=3)
 args = parser.parse_args()
-port = [47000]
+port = [22000]  # below the ephemeral range (32768+)
 
 
 def run(*cmd):

@@ -14,7 +14,8 @@ use util::*;
 /// Non-overlapping port blocks for tests running in parallel (and for parallel test binaries).
 fn ports(n: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 30000 + (std::process::id() % 200) as u16 * 100;
+    // Below Linux's ephemeral range (32768+), where outgoing connections take their ports.
+    let base = 10000 + (std::process::id() % 100) as u16 * 100;
     base + NEXT.fetch_add(n, Ordering::SeqCst)
 }
 

@@ -308,6 +308,12 @@ pub fn connect(
         let err = match addr.to_socket_addrs() {
             Ok(mut addrs) => match addrs.next() {
                 Some(a) => match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+                    // A connect to a local port that nobody listens on yet can be given that
+                    // same port as its source and connect to itself (TCP simultaneous open);
+                    // such a socket would answer our own hello. Drop it and try again.
+                    Ok(s) if s.local_addr().ok() == s.peer_addr().ok() => {
+                        "connected to itself".into()
+                    }
                     Ok(s) => break s,
                     Err(e) => e.to_string(),
                 },
@@ -331,7 +337,15 @@ pub fn connect(
         why: e.to_string(),
     })?;
     conn.send(Kind::Hello, &hello_payload(me.0, me.1))?;
-    conn.expect(Kind::Hello)?;
+    let reply = conn.expect(Kind::Hello)?;
+    let mut d = Dec::new(&reply, peer);
+    let (role, index) = (d.str()?, d.u64()? as usize);
+    if role == me.0 && index == me.1 {
+        return Err(DistError::Protocol {
+            peer: peer.into(),
+            why: "answered with this replica's own identity (is the address right?)".into(),
+        });
+    }
     Ok(conn)
 }
 
@@ -359,10 +373,33 @@ pub fn accept(
     me: (&str, usize),
     opts: &Options,
 ) -> Result<(Conn, String, usize), DistError> {
-    let (stream, _) = listener.accept().map_err(|e| DistError::Protocol {
+    // Bounded wait: a peer that never connects must not hang this replica.
+    let fail = |why: String| DistError::Protocol {
         peer: "listener".into(),
-        why: e.to_string(),
-    })?;
+        why,
+    };
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| fail(e.to_string()))?;
+    let deadline = Instant::now() + opts.connect_timeout;
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(fail(format!(
+                    "no replica connected within {} s",
+                    opts.connect_timeout.as_secs()
+                )));
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    };
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| fail(e.to_string()))?;
     handshake(stream, me, opts)
 }
 
@@ -469,5 +506,47 @@ impl<'a> Dec<'a> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_answering_with_our_own_identity_is_refused() {
+        // What a socket connected to itself does: it echoes every byte we send.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        let opts = Options {
+            connect_timeout: Duration::from_secs(5),
+            ..Options::default()
+        };
+        let err = connect(&addr, "worker 1", ("worker", 0), &opts)
+            .err()
+            .expect("must be refused");
+        assert!(err.to_string().contains("own identity"), "{err}");
+    }
+
+    #[test]
+    fn accept_gives_up_when_nobody_connects() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let opts = Options {
+            connect_timeout: Duration::from_millis(200),
+            ..Options::default()
+        };
+        let err = accept(&listener, ("chief", 0), &opts)
+            .err()
+            .expect("must time out");
+        assert!(err.to_string().contains("no replica connected"), "{err}");
     }
 }

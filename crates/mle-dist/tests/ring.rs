@@ -10,7 +10,8 @@ use mle_train::tfconfig::TfConfig;
 
 fn port_block(n: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    40000 + (std::process::id() % 100) as u16 * 200 + NEXT.fetch_add(n, Ordering::SeqCst)
+    // Below Linux's ephemeral range (32768+), where outgoing connections take their ports.
+    20000 + (std::process::id() % 50) as u16 * 200 + NEXT.fetch_add(n, Ordering::SeqCst)
 }
 
 fn cluster(world: usize, rank: usize, base: u16) -> Cluster {
