@@ -166,7 +166,7 @@ impl RunDir {
         (!zombie && String::from_utf8_lossy(&cmdline).contains("exec-supervise")).then_some(pid)
     }
 
-    /// Log lines of every task after line `skip` of each task's file, ordered by time.
+    /// Every log line of every task, ordered by time (callers page with an offset).
     pub fn read_logs(&self) -> Vec<Value> {
         let mut out = Vec::new();
         let Ok(dir) = std::fs::read_dir(self.logs()) else {

@@ -18,13 +18,6 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl ApiError {
-    /// A 404 for a resource.
-    pub fn not_found(what: &str) -> Self {
-        ApiError::Status(ApiStatus::NotFound, format!("{what} not found"))
-    }
-}
-
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -4,6 +4,7 @@
 //! requeues interrupted preparations and fails jobs whose supervisor vanished).
 
 use std::collections::HashSet;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -520,8 +521,6 @@ impl Scheduler {
         Ok(job)
     }
 }
-
-use std::os::unix::process::CommandExt;
 
 /// `pip install --no-deps --target DIR` of each package (local paths or `file://` URIs).
 async fn install_packages(python: &str, uris: &[String], target: &Path) -> Result<(), String> {
