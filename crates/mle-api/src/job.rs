@@ -177,9 +177,9 @@ pub struct TrainingInput {
     /// Trainer arguments.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    /// Hyperparameter tuning spec, kept as JSON until the tuner reads it.
+    /// Hyperparameter tuning spec: when set, the job runs tuning trials.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hyperparameters: Option<serde_json::Value>,
+    pub hyperparameters: Option<crate::HyperparameterSpec>,
     /// Region (informational locally).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub region: String,
@@ -213,7 +213,7 @@ pub struct TrainingOutput {
     pub completed_trial_count: Int64,
     /// Tuning trials, best first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub trials: Vec<serde_json::Value>,
+    pub trials: Vec<crate::HyperparameterOutput>,
     /// Consumed ML units (reported as 0 locally).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consumed_ml_units: Option<f64>,

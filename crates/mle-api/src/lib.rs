@@ -16,6 +16,7 @@
 mod error;
 mod job;
 mod machine;
+mod tuning;
 mod validate;
 
 pub use error::{ApiStatus, ErrorBody, ErrorEnvelope, FieldViolation};
@@ -24,4 +25,8 @@ pub use job::{
     TrainingOutput,
 };
 pub use machine::{Machine, machine, machine_names};
+pub use tuning::{
+    DEFAULT_METRIC_TAG, GoalType, HyperparameterMetric, HyperparameterOutput, HyperparameterSpec,
+    Int32, ParameterSpec, ParameterType, ScaleType, TuningAlgorithm, validate_hyperparameters,
+};
 pub use validate::{parse_duration, valid_job_id, validate_job};

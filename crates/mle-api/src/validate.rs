@@ -132,6 +132,9 @@ fn validate_training(t: &TrainingInput, v: &mut Vec<FieldViolation>) {
         )),
         _ => {}
     }
+    if let Some(h) = &t.hyperparameters {
+        crate::validate_hyperparameters(h, &f("hyperparameters"), v);
+    }
     if let Some(s) = &t.scheduling
         && !s.max_running_time.is_empty()
         && parse_duration(&s.max_running_time).is_none()

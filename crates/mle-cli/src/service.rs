@@ -331,8 +331,8 @@ fn summary(v: &Value) {
     if !trials.is_empty() {
         println!();
         println!(
-            "{:<8} {:<11} {:>14}  HYPERPARAMETERS",
-            "TRIAL", "STATE", "OBJECTIVE"
+            "{:<8} {:<11} {:>14} {:<7}  HYPERPARAMETERS",
+            "TRIAL", "STATE", "OBJECTIVE", "STOPPED"
         );
         for t in trials {
             let objective = t["finalMetric"]["objectiveValue"]
@@ -344,13 +344,22 @@ fn summary(v: &Value) {
                     .collect::<Vec<_>>()
                     .join(" ")
             });
+            let stopped = if t["isTrialStoppedEarly"].as_bool() == Some(true) {
+                "early"
+            } else {
+                "-"
+            };
             println!(
-                "{:<8} {:<11} {:>14}  {}",
+                "{:<8} {:<11} {:>14} {:<7}  {}",
                 t["trialId"].as_str().unwrap_or("-"),
                 t["state"].as_str().unwrap_or("-"),
                 objective,
+                stopped,
                 hp.unwrap_or_default()
             );
+            if let Some(e) = t["errorMessage"].as_str() {
+                println!("{:<8} {e}", "");
+            }
         }
     }
 }

@@ -3,120 +3,12 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use util::*;
-
-struct Server {
-    child: Child,
-    url: String,
-    data: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(data: &Path, env: &[(&str, &str)], slots: usize) -> Server {
-    start_server_with(data, env, slots, &[])
-}
-
-fn start_server_with(
-    data: &Path,
-    env: &[(&str, &str)],
-    slots: usize,
-    extra: &[&std::ffi::OsStr],
-) -> Server {
-    let mut cmd = mle();
-    cmd.args([
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--slots",
-        &slots.to_string(),
-        "--data-dir",
-    ])
-    .arg(data)
-    .args(extra)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    Server {
-        child,
-        url,
-        data: data.to_path_buf(),
-    }
-}
-
-impl Server {
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.data.join("token")).unwrap()
-    }
-
-    fn cli(&self) -> Command {
-        let mut c = mle();
-        c.env("MLE_SERVER", &self.url)
-            .env("MLE_DATA_DIR", &self.data);
-        c
-    }
-
-    fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let mut args = vec![
-            "-s".to_string(),
-            "-o".into(),
-            "-".into(),
-            "-w".into(),
-            "\n%{http_code}".into(),
-            "-X".into(),
-            method.into(),
-        ];
-        args.extend([
-            "-H".into(),
-            format!("Authorization: Bearer {}", self.token()),
-            "-H".into(),
-            "Content-Type: application/json".into(),
-        ]);
-        if let Some(b) = body {
-            args.extend(["--data-binary".into(), b.into()]);
-        }
-        args.push(format!("{}{path}", self.url));
-        let out = Command::new("curl").args(&args).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (
-            code.parse().unwrap(),
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
-    }
-
-    fn wait_state(&self, job: &str, want: &[&str], secs: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let (_, v) = self.request("GET", &format!("/v1/projects/p/jobs/{job}"), None);
-            if want.contains(&v["state"].as_str().unwrap_or("")) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "job {job} stuck in {v}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 fn builtin_job(id: &str, job_dir: &Path, steps: u32) -> String {
     let ex = examples();
@@ -424,23 +316,6 @@ fn bad_input_is_a_400_with_field_violations_and_creates_nothing() {
 }
 
 /// PIDs of processes whose command line contains `needle`.
-fn pids_with(needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_string_lossy().parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let zombie = stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'));
-            (!zombie && String::from_utf8_lossy(&cmd).contains(needle)).then_some(pid)
-        })
-        .collect()
-}
-
 #[test]
 fn fifty_concurrent_submissions_complete_and_cancel_leaves_no_process() {
     let dir = tempfile::tempdir().unwrap();

@@ -121,6 +121,11 @@ impl RunDir {
         self.0.join("logs")
     }
 
+    /// The run directory of tuning trial `id` (`trials/<id>/`), laid out like a job's.
+    pub fn trial(&self, id: &str) -> RunDir {
+        RunDir(self.0.join("trials").join(id))
+    }
+
     /// Writes the plan.
     pub fn write_plan(&self, plan: &JobPlan) -> Result<(), ExecError> {
         std::fs::create_dir_all(self.logs()).map_err(io(&self.0))?;
@@ -166,20 +171,27 @@ impl RunDir {
         (!zombie && String::from_utf8_lossy(&cmdline).contains("exec-supervise")).then_some(pid)
     }
 
-    /// Every log line of every task, ordered by time (callers page with an offset).
+    /// Every log line of every task, the tuning trials' included, ordered by time (callers
+    /// page with an offset).
     pub fn read_logs(&self) -> Vec<Value> {
         let mut out = Vec::new();
-        let Ok(dir) = std::fs::read_dir(self.logs()) else {
-            return out;
-        };
-        for e in dir.flatten() {
-            let Ok(text) = std::fs::read_to_string(e.path()) else {
+        let mut dirs = vec![self.logs()];
+        if let Ok(trials) = std::fs::read_dir(self.0.join("trials")) {
+            dirs.extend(trials.flatten().map(|t| t.path().join("logs")));
+        }
+        for dir in dirs {
+            let Ok(dir) = std::fs::read_dir(dir) else {
                 continue;
             };
-            out.extend(
-                text.lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
-            );
+            for e in dir.flatten() {
+                let Ok(text) = std::fs::read_to_string(e.path()) else {
+                    continue;
+                };
+                out.extend(
+                    text.lines()
+                        .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
+                );
+            }
         }
         out.sort_by(|a, b| {
             a["time"]

@@ -9,12 +9,12 @@ use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use mle_api::{ApiStatus, FieldViolation, Job, JobState, validate_job};
+use mle_api::{ApiStatus, FieldViolation, Job, JobState, valid_job_id, validate_job};
 use mle_store::JobFilter;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::scheduler::{Scheduler, inside, now_rfc3339, slots_needed};
+use crate::scheduler::{Scheduler, decode, inside, is_tuning, now_rfc3339, slots_needed};
 
 /// Collection of a project's jobs.
 pub const JOBS: &str = "/v1/projects/{project}/jobs";
@@ -73,13 +73,42 @@ async fn create(
     }
     let need = slots_needed(&job);
     if need > s.cfg.slots {
+        let (field, why) = if is_tuning(&job) {
+            (
+                "job.training_input.hyperparameters.max_parallel_trials",
+                " (replicas per trial × maxParallelTrials)",
+            )
+        } else {
+            ("job.training_input.scale_tier", "")
+        };
         violations.push(FieldViolation::new(
-            "job.training_input.scale_tier",
+            field,
             format!(
-                "needs {need} replicas, this server runs at most {}",
+                "needs {need} replicas{why}, this server runs at most {}",
                 s.cfg.slots
             ),
         ));
+    }
+    if let Some(h) = job
+        .training_input
+        .as_ref()
+        .and_then(|t| t.hyperparameters.as_ref())
+        && !h.resume_previous_job_id.is_empty()
+        && valid_job_id(&h.resume_previous_job_id)
+    {
+        let field = "job.training_input.hyperparameters.resume_previous_job_id";
+        match s.store.get_job(&project, &h.resume_previous_job_id).await {
+            Ok(rec) if !is_tuning(&decode(&rec)) => violations.push(FieldViolation::new(
+                field,
+                format!("job '{}' is not a tuning job", h.resume_previous_job_id),
+            )),
+            Ok(_) => {}
+            Err(mle_store::StoreError::NotFound { .. }) => violations.push(FieldViolation::new(
+                field,
+                format!("no job '{}' in this project", h.resume_previous_job_id),
+            )),
+            Err(e) => return Err(e.into()),
+        }
     }
     if let Some(t) = &job.training_input {
         if !t.job_dir.is_empty() {

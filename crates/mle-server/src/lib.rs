@@ -9,6 +9,7 @@ mod error;
 mod jobs;
 pub mod openapi;
 mod scheduler;
+mod tuning;
 
 pub use error::ApiError;
 pub use scheduler::{

@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 
 use mle_api::{
-    AcceleratorConfig, ErrorEnvelope, FieldViolation, Int64, Job, JobState, ReplicaConfig,
-    ScaleTier, Scheduling, TrainingInput, TrainingOutput,
+    AcceleratorConfig, ErrorEnvelope, FieldViolation, GoalType, HyperparameterMetric,
+    HyperparameterOutput, HyperparameterSpec, Int32, Int64, Job, JobState, ParameterSpec,
+    ParameterType, ReplicaConfig, ScaleTier, ScaleType, Scheduling, TrainingInput, TrainingOutput,
+    TuningAlgorithm,
 };
 use serde_json::{Value, json};
 
@@ -68,7 +70,25 @@ fn full_job() -> Job {
             package_uris: vec!["p".into()],
             python_module: "m".into(),
             args: vec!["a".into()],
-            hyperparameters: Some(json!({})),
+            hyperparameters: Some(HyperparameterSpec {
+                goal: GoalType::Maximize,
+                params: vec![ParameterSpec {
+                    parameter_name: "p".into(),
+                    kind: ParameterType::Double,
+                    min_value: Some(0.5),
+                    max_value: Some(1.5),
+                    categorical_values: vec!["c".into()],
+                    discrete_values: vec![0.5],
+                    scale_type: ScaleType::UnitLogScale,
+                }],
+                max_trials: Int32(1),
+                max_parallel_trials: Int32(1),
+                max_failed_trials: Int32(1),
+                hyperparameter_metric_tag: "m".into(),
+                enable_trial_early_stopping: true,
+                algorithm: TuningAlgorithm::GridSearch,
+                resume_previous_job_id: "j".into(),
+            }),
             region: "r".into(),
             job_dir: "d".into(),
             runtime_version: "v".into(),
@@ -87,7 +107,20 @@ fn full_job() -> Job {
         error_message: "e".into(),
         training_output: Some(TrainingOutput {
             completed_trial_count: Int64(1),
-            trials: vec![json!({})],
+            trials: vec![HyperparameterOutput {
+                trial_id: "1".into(),
+                hyperparameters: BTreeMap::from([("p".to_string(), "0.5".to_string())]),
+                final_metric: Some(HyperparameterMetric {
+                    training_step: Int64(1),
+                    objective_value: 0.5,
+                }),
+                all_metrics: vec![HyperparameterMetric::default()],
+                is_trial_stopped_early: true,
+                state: JobState::Succeeded,
+                start_time: "t".into(),
+                end_time: "t".into(),
+                error_message: "e".into(),
+            }],
             consumed_ml_units: Some(0.5),
             is_hyperparameter_tuning_job: true,
             hyperparameter_metric_tag: "m".into(),
@@ -119,6 +152,26 @@ pub fn spec() -> Value {
         ScaleTier::BasicGpu,
         ScaleTier::BasicTpu,
         ScaleTier::Custom,
+    ]));
+    let hp = &mut job["properties"]["trainingInput"]["properties"]["hyperparameters"]["properties"];
+    hp["goal"]["enum"] = json!(names(&[GoalType::Maximize, GoalType::Minimize]));
+    hp["algorithm"]["enum"] = json!(names(&[
+        TuningAlgorithm::AlgorithmUnspecified,
+        TuningAlgorithm::GridSearch,
+        TuningAlgorithm::RandomSearch,
+    ]));
+    let param = &mut hp["params"]["items"]["properties"];
+    param["type"]["enum"] = json!(names(&[
+        ParameterType::Double,
+        ParameterType::Integer,
+        ParameterType::Categorical,
+        ParameterType::Discrete,
+    ]));
+    param["scaleType"]["enum"] = json!(names(&[
+        ScaleType::None,
+        ScaleType::UnitLinearScale,
+        ScaleType::UnitLogScale,
+        ScaleType::UnitReverseLogScale,
     ]));
     let error = schema_of(
         &serde_json::to_value(ErrorEnvelope::invalid(vec![FieldViolation::new("f", "d")]))

@@ -3,7 +3,7 @@
 //! reconciles with the run directories (so a restarted server re-attaches to running jobs,
 //! requeues interrupted preparations and fails jobs whose supervisor vanished).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -65,6 +65,8 @@ pub struct Scheduler {
     pub(crate) store: Store,
     pub(crate) cfg: Config,
     preparing: Mutex<HashSet<(String, String)>>,
+    /// When each running trial's metrics were last read (`(project, job, trial)`).
+    pub(crate) metric_polls: Mutex<HashMap<(String, String, String), std::time::Instant>>,
 }
 
 /// `RFC 3339` UTC time now.
@@ -114,12 +116,20 @@ pub fn replica_counts(t: &TrainingInput) -> (usize, usize, usize) {
     }
 }
 
-/// Slots a job takes while it runs.
+/// Slots a job takes while it runs: its replicas, times `maxParallelTrials` for tuning jobs.
 pub fn slots_needed(job: &Job) -> usize {
     job.training_input.as_ref().map_or(1, |t| {
         let (w, p, e) = replica_counts(t);
-        1 + w + p + e
+        let parallel = t.hyperparameters.as_ref().map_or(1, |h| h.parallel());
+        (1 + w + p + e).saturating_mul(parallel)
     })
+}
+
+/// Whether a job runs tuning trials.
+pub fn is_tuning(job: &Job) -> bool {
+    job.training_input
+        .as_ref()
+        .is_some_and(|t| t.hyperparameters.is_some())
 }
 
 fn snake(key: &str) -> String {
@@ -156,9 +166,27 @@ fn free_port() -> Option<u16> {
         .map(|a| a.port())
 }
 
-/// The processes of a training job: ps, workers and evaluators first, the primary last, each
-/// with its `TF_CONFIG` (DESIGN §2.1).
-pub fn plan_training(job: &Job, run: &RunDir, cfg: &Config) -> Result<JobPlan, String> {
+/// What makes a tuning trial's processes differ from a plain job's.
+#[derive(Debug, Clone)]
+pub struct TrialRun {
+    /// 1-based trial id.
+    pub id: String,
+    /// `--<name>=<value>` per hyperparameter.
+    pub args: Vec<String>,
+    /// Where each replica's `cloudml-hypertune` file goes (`<task>.metrics`).
+    pub metric_dir: PathBuf,
+    /// `hyperparameterMetricTag`.
+    pub tag: String,
+}
+
+/// The processes of a training job (or of one tuning trial): ps, workers and evaluators first,
+/// the primary last, each with its `TF_CONFIG` (DESIGN §2.1).
+pub fn plan_training(
+    job: &Job,
+    run: &RunDir,
+    cfg: &Config,
+    trial: Option<&TrialRun>,
+) -> Result<JobPlan, String> {
     let t = job.training_input.as_ref().ok_or("not a training job")?;
     let (workers, ps, evaluators) = replica_counts(t);
     let primary = if t.use_chief_in_tf_config {
@@ -197,7 +225,15 @@ pub fn plan_training(job: &Job, run: &RunDir, cfg: &Config) -> Result<JobPlan, S
     let job_json = snake_keys(serde_json::to_value(t).map_err(|e| e.to_string())?);
     let mut args = t.args.clone();
     if !t.job_dir.is_empty() {
-        args.extend(["--job-dir".to_string(), t.job_dir.clone()]);
+        // Trials write to `<job-dir>/<trialId>/` (DESIGN §2.3).
+        let dir = match trial {
+            Some(tr) => format!("{}/{}", t.job_dir.trim_end_matches('/'), tr.id),
+            None => t.job_dir.clone(),
+        };
+        args.extend(["--job-dir".to_string(), dir]);
+    }
+    if let Some(tr) = trial {
+        args.extend(tr.args.iter().cloned());
     }
     let (program, mut base_args, cwd, mut env) = if !t.python_module.is_empty() {
         let packages = run.0.join("packages");
@@ -219,21 +255,37 @@ pub fn plan_training(job: &Job, run: &RunDir, cfg: &Config) -> Result<JobPlan, S
     };
     base_args.extend(args);
     env.push(("CLOUD_ML_JOB_ID".into(), job.job_id.clone()));
+    if let Some(tr) = trial {
+        env.push(("CLOUD_ML_TRIAL_ID".into(), tr.id.clone()));
+        env.push(("CLOUD_ML_HP_METRIC_TAG".into(), tr.tag.clone()));
+    }
     env.push((
         "CLOUD_ML_JOB".into(),
         json!({"job_id": job.job_id, "training_input": job_json}).to_string(),
     ));
     let mut replicas = Vec::new();
     let mut push = |role: &str, index: usize, in_cluster: bool| {
-        let tf = if single && in_cluster {
+        let mut tf = if single && in_cluster {
             json!({"cluster": {}, "task": {}, "job": job_json, "environment": "cloud"})
         } else {
             json!({"cluster": cluster, "task": {"type": role, "index": index}, "job": job_json, "environment": "cloud"})
         };
+        let task = format!("{role}-replica-{index}");
         let mut env = env.clone();
+        if let Some(tr) = trial {
+            tf["task"]["trial"] = json!(tr.id);
+            // One metric file per replica: they share a machine here, unlike on CMLE.
+            env.push((
+                "CLOUD_ML_HP_METRIC_FILE".into(),
+                tr.metric_dir
+                    .join(format!("{task}.metrics"))
+                    .display()
+                    .to_string(),
+            ));
+        }
         env.push(("TF_CONFIG".into(), tf.to_string()));
         replicas.push(ReplicaPlan {
-            task: format!("{role}-replica-{index}"),
+            task,
             program: program.clone(),
             args: base_args.clone(),
             env,
@@ -257,11 +309,11 @@ pub fn plan_training(job: &Job, run: &RunDir, cfg: &Config) -> Result<JobPlan, S
     Ok(JobPlan {
         replicas,
         max_running_secs,
-        trial: None,
+        trial: trial.map(|t| t.id.clone()),
     })
 }
 
-fn decode(rec: &JobRecord) -> Job {
+pub(crate) fn decode(rec: &JobRecord) -> Job {
     serde_json::from_str(&rec.body).unwrap_or_else(|_| Job {
         job_id: rec.job_id.clone(),
         ..Job::default()
@@ -275,6 +327,7 @@ impl Scheduler {
             store,
             cfg,
             preparing: Mutex::new(HashSet::new()),
+            metric_polls: Mutex::new(HashMap::new()),
         })
     }
 
@@ -355,6 +408,12 @@ impl Scheduler {
                 .lock()
                 .map(|s| s.contains(&key))
                 .unwrap_or(false);
+            if is_tuning(&job) && !preparing_here && job.state != JobState::Preparing {
+                // The server itself drives a study; its trials have their own supervisors.
+                self.drive_study(&rec.project, &job).await?;
+                used += slots_needed(&job);
+                continue;
+            }
             if preparing_here || run.live_supervisor().is_some() {
                 used += slots_needed(&job);
                 continue;
@@ -458,8 +517,11 @@ impl Scheduler {
         {
             install_packages(&self.cfg.python, &t.package_uris, &run.0.join("packages")).await?;
         }
-        let plan = plan_training(&job, &run, &self.cfg)?;
-        run.write_plan(&plan).map_err(|e| e.to_string())?;
+        let tuning = is_tuning(&job);
+        if !tuning {
+            let plan = plan_training(&job, &run, &self.cfg, None)?;
+            run.write_plan(&plan).map_err(|e| e.to_string())?;
+        }
         let current = decode(
             &self
                 .store
@@ -470,6 +532,22 @@ impl Scheduler {
         if current.state == JobState::Cancelling {
             return Err("Job cancelled by user request".into());
         }
+        if !tuning {
+            self.spawn_supervisor(&run)?;
+        }
+        self.update(project, job_id, |j| {
+            if j.state == JobState::Preparing {
+                j.state = JobState::Running;
+                j.start_time = now_rfc3339();
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Starts a detached supervisor for the plan in `run`.
+    pub(crate) fn spawn_supervisor(&self, run: &RunDir) -> Result<(), String> {
         let child = std::process::Command::new(&self.cfg.mle_exe)
             .arg("exec-supervise")
             .arg(&run.0)
@@ -486,14 +564,6 @@ impl Scheduler {
             let mut child = child;
             let _ = child.wait();
         });
-        self.update(project, job_id, |j| {
-            if j.state == JobState::Preparing {
-                j.state = JobState::Running;
-                j.start_time = now_rfc3339();
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -602,7 +672,7 @@ mod tests {
             python: "python3".into(),
             allow_root: None,
         };
-        let plan = plan_training(&job, &RunDir("/tmp/run".into()), &cfg).unwrap();
+        let plan = plan_training(&job, &RunDir("/tmp/run".into()), &cfg, None).unwrap();
         let tasks: Vec<&str> = plan.replicas.iter().map(|r| r.task.as_str()).collect();
         assert_eq!(tasks.len(), 8);
         assert_eq!(tasks.last(), Some(&"master-replica-0"));

@@ -16,11 +16,12 @@
 
 pub mod builtin;
 pub mod checkpoint;
-pub mod events;
 pub mod exchange;
-pub mod hypertune;
 pub mod tfconfig;
 mod trainer;
+
+/// TensorBoard event files and the hypertune metric file live in `mle-metrics`.
+pub use mle_metrics::{events, hypertune};
 
 pub use exchange::{Exchange, Local, Partition, StartState};
 pub use trainer::{Outcome, TrainConfig, Trainer, evaluate};

@@ -17,15 +17,40 @@ pub struct Hyper {
     pub log_noise: f64,
 }
 
-fn matern52(a: &[f64], b: &[f64], h: &Hyper) -> f64 {
+/// Matérn-5/2 of a scaled squared distance `r2 = Σ ((a_k - b_k) / l_k)²`.
+fn matern52_r2(r2: f64, var: f64) -> f64 {
+    let r = (5.0 * r2).sqrt();
+    var * (1.0 + r + r * r / 3.0) * (-r).exp()
+}
+
+/// `1 / l_k²` per dimension.
+fn inv_sq_lengths(h: &Hyper) -> Vec<f64> {
+    h.log_ls.iter().map(|l| (-2.0 * l).exp()).collect()
+}
+
+fn matern52(a: &[f64], b: &[f64], inv_l2: &[f64], var: f64) -> f64 {
     let r2: f64 = a
         .iter()
         .zip(b)
-        .zip(&h.log_ls)
-        .map(|((x, y), l)| ((x - y) / l.exp()).powi(2))
+        .zip(inv_l2)
+        .map(|((x, y), w)| (x - y) * (x - y) * w)
         .sum();
-    let r = (5.0 * r2).sqrt();
-    h.log_var.exp() * (1.0 + r + r * r / 3.0) * (-r).exp()
+    matern52_r2(r2, var)
+}
+
+/// Dot product with four accumulators (lets the compiler vectorise; the order of additions
+/// differs from a plain loop only in rounding).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Lower-triangular Cholesky factor of a symmetric positive-definite matrix (row-major).
@@ -33,10 +58,7 @@ fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
     let mut l = vec![0.0; n * n];
     for i in 0..n {
         for j in 0..=i {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= l[i * n + k] * l[j * n + k];
-            }
+            let s = a[i * n + j] - dot(&l[i * n..i * n + j], &l[j * n..j * n + j]);
             if i == j {
                 if s <= 0.0 {
                     return None;
@@ -54,10 +76,8 @@ fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
 fn solve_lower(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
     let mut x = b.to_vec();
     for i in 0..n {
-        for k in 0..i {
-            x[i] -= l[i * n + k] * x[k];
-        }
-        x[i] /= l[i * n + i];
+        let s = dot(&l[i * n..i * n + i], &x[..i]);
+        x[i] = (x[i] - s) / l[i * n + i];
     }
     x
 }
@@ -80,16 +100,38 @@ pub struct Gp {
     l: Vec<f64>,
     alpha: Vec<f64>,
     h: Hyper,
+    inv_l2: Vec<f64>,
     mean: f64,
     std: f64,
 }
 
-fn log_marginal(x: &[Vec<f64>], y: &[f64], h: &Hyper) -> Option<(f64, Vec<f64>, Vec<f64>)> {
-    let n = x.len();
+/// Squared coordinate differences of every pair `j <= i` (row-major lower triangle, `d` per
+/// pair), computed once per fit: each likelihood evaluation then only reweights them.
+fn pair_sq_diffs(x: &[Vec<f64>]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(x.len() * (x.len() + 1) / 2 * x.first().map_or(0, Vec::len));
+    for i in 0..x.len() {
+        for j in 0..=i {
+            out.extend(x[i].iter().zip(&x[j]).map(|(a, b)| (a - b) * (a - b)));
+        }
+    }
+    out
+}
+
+fn log_marginal(n: usize, d2: &[f64], y: &[f64], h: &Hyper) -> Option<(f64, Vec<f64>, Vec<f64>)> {
+    let inv_l2 = inv_sq_lengths(h);
+    let d = inv_l2.len();
+    let var = h.log_var.exp();
     let mut k = vec![0.0; n * n];
+    let mut pair = 0;
     for i in 0..n {
         for j in 0..=i {
-            let v = matern52(&x[i], &x[j], h);
+            let r2: f64 = d2[pair * d..(pair + 1) * d]
+                .iter()
+                .zip(&inv_l2)
+                .map(|(a, w)| a * w)
+                .sum();
+            pair += 1;
+            let v = matern52_r2(r2, var);
             k[i * n + j] = v;
             k[j * n + i] = v;
         }
@@ -115,8 +157,10 @@ impl Gp {
             .sqrt()
             .max(1e-9);
         let ys: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
+        let d2 = pair_sq_diffs(&x);
+        let n = x.len();
         let score = |h: &Hyper| {
-            log_marginal(&x, &ys, h)
+            log_marginal(n, &d2, &ys, h)
                 .map(|r| r.0)
                 .unwrap_or(f64::NEG_INFINITY)
         };
@@ -167,11 +211,12 @@ impl Gp {
                 }
             }
         }
-        let (_, l, alpha) = log_marginal(&x, &ys, &best)?;
+        let (_, l, alpha) = log_marginal(n, &d2, &ys, &best)?;
         Some(Self {
             x,
             l,
             alpha,
+            inv_l2: inv_sq_lengths(&best),
             h: best,
             mean,
             std,
@@ -181,10 +226,15 @@ impl Gp {
     /// Posterior mean and standard deviation at `p` (in the targets' units).
     pub fn predict(&self, p: &[f64]) -> (f64, f64) {
         let n = self.x.len();
-        let k: Vec<f64> = self.x.iter().map(|xi| matern52(xi, p, &self.h)).collect();
+        let var0 = self.h.log_var.exp();
+        let k: Vec<f64> = self
+            .x
+            .iter()
+            .map(|xi| matern52(xi, p, &self.inv_l2, var0))
+            .collect();
         let mu: f64 = k.iter().zip(&self.alpha).map(|(a, b)| a * b).sum();
         let v = solve_lower(&self.l, n, &k);
-        let var = (self.h.log_var.exp() - v.iter().map(|a| a * a).sum::<f64>()).max(1e-12);
+        let var = (var0 - v.iter().map(|a| a * a).sum::<f64>()).max(1e-12);
         (self.mean + mu * self.std, var.sqrt() * self.std)
     }
 }

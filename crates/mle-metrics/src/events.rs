@@ -129,6 +129,8 @@ impl EventWriter {
 pub struct Scalar {
     /// Global step.
     pub step: i64,
+    /// When it was written (seconds since the Unix epoch).
+    pub wall_time: f64,
     /// Tag.
     pub tag: String,
     /// Value.
@@ -173,6 +175,7 @@ pub fn read_scalars(path: &Path) -> std::io::Result<Vec<Scalar>> {
             if let Some(value) = v.simple_value {
                 out.push(Scalar {
                     step: event.step,
+                    wall_time: event.wall_time,
                     tag: v.tag,
                     value,
                 });
@@ -181,6 +184,45 @@ pub fn read_scalars(path: &Path) -> std::io::Result<Vec<Scalar>> {
         at = start + len + 4;
     }
     Ok(out)
+}
+
+/// Every value of scalar `tag` in the event files (`events.out.tfevents.*`) under `dir` and its
+/// subdirectories (a few levels, as TensorFlow writes `eval/` beside the job dir), ordered by
+/// time. Unreadable or corrupt files are skipped: a trainer may be writing them right now.
+pub fn read_dir(dir: &Path, tag: &str) -> Vec<crate::Report> {
+    fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() && depth > 0 {
+                walk(&path, depth - 1, files);
+            } else if kind.is_file()
+                && e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("events.out.tfevents."))
+            {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, 3, &mut files);
+    let mut out: Vec<crate::Report> = files
+        .iter()
+        .filter_map(|f| read_scalars(f).ok())
+        .flatten()
+        .filter(|s| s.tag == tag)
+        .map(|s| crate::Report {
+            step: s.step.max(0) as u64,
+            value: f64::from(s.value),
+            time: s.wall_time,
+        })
+        .collect();
+    out.sort_by(|a, b| a.time.total_cmp(&b.time).then(a.step.cmp(&b.step)));
+    out
 }
 
 #[cfg(test)]
@@ -207,6 +249,7 @@ mod tests {
             s[1],
             Scalar {
                 step: 10,
+                wall_time: s[1].wall_time,
                 tag: "rmse".into(),
                 value: 2.25
             }
@@ -216,5 +259,24 @@ mod tests {
         bytes[n - 6] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         assert!(read_scalars(&path).is_err());
+    }
+
+    #[test]
+    fn read_dir_finds_the_tag_in_subdirectories_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let eval = dir.path().join("eval");
+        std::fs::create_dir_all(&eval).unwrap();
+        let mut a = EventWriter::create(dir.path()).unwrap();
+        a.scalars(1, &[("accuracy", 0.5), ("loss", 3.0)]).unwrap();
+        drop(a);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut b = EventWriter::create(&eval).unwrap();
+        b.scalars(2, &[("accuracy", 0.75)]).unwrap();
+        drop(b);
+        let r = read_dir(dir.path(), "accuracy");
+        let got: Vec<(u64, f64)> = r.iter().map(|r| (r.step, r.value)).collect();
+        assert_eq!(got, vec![(1, 0.5), (2, 0.75)]);
+        assert!(read_dir(dir.path(), "nope").is_empty());
+        assert!(read_dir(&dir.path().join("missing"), "accuracy").is_empty());
     }
 }

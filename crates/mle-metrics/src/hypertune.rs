@@ -84,6 +84,34 @@ impl Reporter {
     }
 }
 
+/// The reports of `tag` in a metric file, in file order. Lines that do not parse are skipped
+/// (`cloudml-hypertune` rewrites the file in place, so a reader can catch it half-written);
+/// `Err` only when the file cannot be read at all.
+pub fn read(path: &std::path::Path, tag: &str) -> std::io::Result<Vec<crate::Report>> {
+    let text = std::fs::read_to_string(path)?;
+    let number = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        other => other.as_f64(),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|rec| {
+            let value = number(rec.get(tag)?)?;
+            let step = rec.get("global_step").and_then(number).unwrap_or(0.0);
+            Some(crate::Report {
+                step: if step.is_finite() && step > 0.0 {
+                    step as u64
+                } else {
+                    0
+                },
+                value,
+                time: rec.get("timestamp").and_then(number).unwrap_or(0.0),
+            })
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +139,35 @@ mod tests {
             lines[0]
         );
         assert_eq!(python_float(2.5), "2.5");
+        let back = read(&path, "rmse").unwrap();
+        assert_eq!(back.len(), 100);
+        assert_eq!((back[99].step, back[99].value), (104, 106.0));
+        assert!(read(&path, "accuracy").unwrap().is_empty());
+    }
+
+    #[test]
+    fn reading_skips_torn_lines_and_takes_the_python_package_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.metrics");
+        // As written by cloudml-hypertune 0.1.0.dev6 (global_step None gives "0"), then a torn line.
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"checkpoint_path": "", "global_step": "0", "loss": "0.5", "timestamp": 1700000000.5, "trial": "2"}"#,
+                "\n",
+                r#"{"checkpoint_path": "", "global_step": "30", "loss": "0.25", "timestamp": 1700000001.5, "trial": "2"}"#,
+                "\n",
+                r#"{"checkpoint_path": "", "glob"#,
+            ),
+        )
+        .unwrap();
+        let r = read(&path, "loss").unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[0].step, r[0].value, r[0].time),
+            (0, 0.5, 1_700_000_000.5)
+        );
+        assert_eq!((r[1].step, r[1].value), (30, 0.25));
+        assert!(read(&dir.path().join("missing"), "loss").is_err());
     }
 }

@@ -1,0 +1,608 @@
+//! Hyperparameter tuning jobs: the server drives each study from the scheduler loop. Every
+//! trial is a full run of the job's scale tier under its own supervisor
+//! (`<run>/trials/<id>/`); the study's state lives in the job's `trainingOutput.trials`, so a
+//! restarted server carries on where it stopped.
+//!
+//! Per tick, for a RUNNING or CANCELLING tuning job: read the metrics of running trials (their
+//! `cloudml-hypertune` files, else the event files under `<job-dir>/<trialId>/`), finish trials
+//! whose supervisor wrote a result, apply the median stopping rule, start trials proposed by
+//! `mle-tune` up to `maxParallelTrials`, and end the job when the study is over.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mle_api::{
+    GoalType, HyperparameterMetric, HyperparameterOutput, HyperparameterSpec, Int64, Job, JobState,
+    ParameterType, ScaleType, TuningAlgorithm,
+};
+use mle_exec::RunDir;
+use mle_metrics::Report;
+use mle_store::StoreError;
+use mle_tune::{Algorithm, Domain, Goal, Param, Point, Scale, Space, Tuner, Value};
+
+use crate::scheduler::{Scheduler, TrialRun, decode, now_rfc3339, plan_training};
+
+/// Studies are seeded alike, so that the same spec and history give the same proposals.
+const STUDY_SEED: u64 = 0x6d6c_6521;
+/// Completed trials the median stopping rule needs before it stops anything.
+const MIN_COMPLETED_FOR_STOPPING: usize = 2;
+/// How often a running trial's metric files are read.
+const METRIC_POLL: Duration = Duration::from_millis(500);
+/// Reports kept per trial in `allMetrics` (the hypertune file keeps as many).
+const MAX_REPORTS: usize = 100;
+
+fn goal(spec: &HyperparameterSpec) -> Goal {
+    match spec.goal {
+        GoalType::Minimize => Goal::Minimize,
+        _ => Goal::Maximize,
+    }
+}
+
+/// The tuner's view of a (validated) spec.
+pub fn tuner(spec: &HyperparameterSpec) -> Tuner {
+    let scale = |s: ScaleType| match s {
+        ScaleType::UnitLogScale => Scale::Log,
+        ScaleType::UnitReverseLogScale => Scale::ReverseLog,
+        _ => Scale::Linear,
+    };
+    let params = spec
+        .params
+        .iter()
+        .map(|p| {
+            let (min, max) = (p.min_value.unwrap_or(0.0), p.max_value.unwrap_or(0.0));
+            let domain = match p.kind {
+                ParameterType::Integer => Domain::Integer {
+                    min: min as i64,
+                    max: max as i64,
+                    scale: scale(p.scale_type),
+                },
+                ParameterType::Categorical => Domain::Categorical(p.categorical_values.clone()),
+                ParameterType::Discrete => Domain::Discrete(p.discrete_values.clone()),
+                _ => Domain::Double {
+                    min,
+                    max,
+                    scale: scale(p.scale_type),
+                },
+            };
+            Param {
+                name: p.parameter_name.clone(),
+                domain,
+            }
+        })
+        .collect();
+    Tuner {
+        space: Space { params },
+        goal: goal(spec),
+        algorithm: match spec.algorithm {
+            TuningAlgorithm::GridSearch => Algorithm::Grid,
+            TuningAlgorithm::RandomSearch => Algorithm::Random,
+            TuningAlgorithm::AlgorithmUnspecified => Algorithm::Bayesian,
+        },
+        seed: STUDY_SEED,
+    }
+}
+
+/// A point as the trial's `hyperparameters` map (the strings the trainer gets).
+fn to_strings(space: &Space, point: &Point) -> BTreeMap<String, String> {
+    space
+        .params
+        .iter()
+        .zip(point)
+        .map(|(p, v)| (p.name.clone(), v.to_string()))
+        .collect()
+}
+
+/// A trial's `hyperparameters` map back as a point of `space` (None if it does not fit, as
+/// for a previous job with other parameters).
+fn to_point(space: &Space, map: &BTreeMap<String, String>) -> Option<Point> {
+    let point: Option<Point> = space
+        .params
+        .iter()
+        .map(|p| {
+            let text = map.get(&p.name)?;
+            Some(match &p.domain {
+                Domain::Integer { .. } => Value::Int(text.parse().ok()?),
+                Domain::Categorical(_) => Value::Text(text.clone()),
+                Domain::Double { .. } | Domain::Discrete(_) => Value::Number(text.parse().ok()?),
+            })
+        })
+        .collect();
+    point.filter(|p| space.contains(p))
+}
+
+/// The curve the median rule compares: steps as reported, or report numbers when the trainer
+/// gave no increasing steps (`cloudml-hypertune` writes step 0 when it gets none).
+fn curve(t: &HyperparameterOutput) -> Vec<(u64, f64)> {
+    let increasing = t
+        .all_metrics
+        .windows(2)
+        .all(|w| w[0].training_step.0 < w[1].training_step.0);
+    t.all_metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let step = if increasing {
+                m.training_step.0.max(0) as u64
+            } else {
+                i as u64 + 1
+            };
+            (step, m.objective_value)
+        })
+        .collect()
+}
+
+/// Sorts trials best first: succeeded by objective, then running, then the rest, each by id.
+pub fn sort_best_first(trials: &mut [HyperparameterOutput], goal: Goal) {
+    let rank = |t: &HyperparameterOutput| match t.state {
+        JobState::Succeeded if t.final_metric.is_some() => 0,
+        JobState::Running => 1,
+        _ => 2,
+    };
+    let id = |t: &HyperparameterOutput| t.trial_id.parse::<u64>().unwrap_or(u64::MAX);
+    trials.sort_by(|a, b| {
+        rank(a).cmp(&rank(b)).then_with(|| {
+            if rank(a) == 0 {
+                let (x, y) = (
+                    a.final_metric.map_or(f64::NAN, |m| m.objective_value),
+                    b.final_metric.map_or(f64::NAN, |m| m.objective_value),
+                );
+                let by_value = match goal {
+                    Goal::Maximize => y.total_cmp(&x),
+                    Goal::Minimize => x.total_cmp(&y),
+                };
+                by_value.then(id(a).cmp(&id(b)))
+            } else {
+                id(a).cmp(&id(b))
+            }
+        })
+    });
+}
+
+/// Reads a trial's reports: its replicas' hypertune files when any holds the tag, else the
+/// event files under its output directory.
+fn read_reports(trial_run: &RunDir, output: Option<&PathBuf>, tag: &str) -> Vec<Report> {
+    let mut reports: Vec<Report> = std::fs::read_dir(trial_run.0.join("hypertune"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| mle_metrics::hypertune::read(&e.path(), tag).ok())
+        .flatten()
+        .collect();
+    if reports.is_empty()
+        && let Some(dir) = output
+    {
+        reports = mle_metrics::events::read_dir(dir, tag);
+    }
+    reports.sort_by(|a, b| a.time.total_cmp(&b.time));
+    if reports.len() > MAX_REPORTS {
+        reports.drain(..reports.len() - MAX_REPORTS);
+    }
+    reports
+}
+
+/// A line from the service itself in the trial's logs (task `service`), for `stream-logs`.
+fn service_log(run: &RunDir, trial: &str, message: &str) {
+    use std::io::Write;
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let line = serde_json::json!({"time": time, "severity": "INFO", "task": "service", "trial": trial, "message": message});
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.logs().join("service.log"))
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+fn signal(run: &RunDir) {
+    if let Some(pid) = run.live_supervisor() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+impl Scheduler {
+    /// The trial's process plan and its supervisor.
+    fn launch_trial(
+        &self,
+        job: &Job,
+        run: &RunDir,
+        spec: &HyperparameterSpec,
+        trial: &HyperparameterOutput,
+    ) -> Result<(), String> {
+        let tr = run.trial(&trial.trial_id);
+        std::fs::create_dir_all(tr.logs())
+            .map_err(|e| format!("cannot create the trial's run directory: {e}"))?;
+        let t = TrialRun {
+            id: trial.trial_id.clone(),
+            // In the spec's order, as CMLE passes them.
+            args: spec
+                .params
+                .iter()
+                .filter_map(|p| {
+                    let v = trial.hyperparameters.get(&p.parameter_name)?;
+                    Some(format!("--{}={v}", p.parameter_name))
+                })
+                .collect(),
+            metric_dir: tr.0.join("hypertune"),
+            tag: spec.metric_tag().to_string(),
+        };
+        let plan = plan_training(job, run, &self.cfg, Some(&t))?;
+        tr.write_plan(&plan).map_err(|e| e.to_string())?;
+        self.spawn_supervisor(&tr)
+    }
+
+    /// Warm-start observations from `resumePreviousJobId`'s succeeded trials.
+    async fn previous_trials(&self, project: &str, spec: &HyperparameterSpec) -> Vec<(Point, f64)> {
+        if spec.resume_previous_job_id.is_empty() {
+            return Vec::new();
+        }
+        let Ok(rec) = self
+            .store
+            .get_job(project, &spec.resume_previous_job_id)
+            .await
+        else {
+            return Vec::new();
+        };
+        let space = tuner(spec).space;
+        decode(&rec)
+            .training_output
+            .map(|o| o.trials)
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| t.state == JobState::Succeeded)
+            .filter_map(|t| {
+                Some((
+                    to_point(&space, &t.hyperparameters)?,
+                    t.final_metric?.objective_value,
+                ))
+            })
+            .collect()
+    }
+
+    fn metrics_due(&self, project: &str, job_id: &str, trial: &str) -> bool {
+        let key = (project.to_string(), job_id.to_string(), trial.to_string());
+        let Ok(mut polls) = self.metric_polls.lock() else {
+            return true;
+        };
+        match polls.get(&key) {
+            Some(t) if t.elapsed() < METRIC_POLL => false,
+            _ => {
+                polls.insert(key, Instant::now());
+                true
+            }
+        }
+    }
+
+    /// One step of a tuning job's study (see the module docs).
+    pub(crate) async fn drive_study(&self, project: &str, job: &Job) -> Result<(), StoreError> {
+        let Some(t) = &job.training_input else {
+            return Ok(());
+        };
+        let Some(spec) = &t.hyperparameters else {
+            return Ok(());
+        };
+        let tag = spec.metric_tag().to_string();
+        let tuner = tuner(spec);
+        let run = self.run_dir(project, &job.job_id);
+        let out_root = (!t.job_dir.is_empty())
+            .then(|| PathBuf::from(t.job_dir.strip_prefix("file://").unwrap_or(&t.job_dir)));
+        let mut trials = job
+            .training_output
+            .as_ref()
+            .map(|o| o.trials.clone())
+            .unwrap_or_default();
+        let before = trials.clone();
+        let stopping_allowed = spec.enable_trial_early_stopping && job.state == JobState::Running;
+        let completed_curves: Vec<Vec<(u64, f64)>> = trials
+            .iter()
+            .filter(|t| t.state == JobState::Succeeded)
+            .map(curve)
+            .collect();
+        for trial in trials.iter_mut().filter(|t| t.state == JobState::Running) {
+            let tr = run.trial(&trial.trial_id);
+            let result = tr.read_result();
+            if result.is_some() || self.metrics_due(project, &job.job_id, &trial.trial_id) {
+                let output = out_root.as_ref().map(|r| r.join(&trial.trial_id));
+                let reports = read_reports(&tr, output.as_ref(), &tag);
+                // A half-rewritten hypertune file can read short; keep the longer history
+                // until the trial has ended.
+                if result.is_some() || reports.len() >= trial.all_metrics.len() {
+                    trial.all_metrics = reports
+                        .iter()
+                        .map(|r| HyperparameterMetric {
+                            training_step: Int64(r.step as i64),
+                            objective_value: r.value,
+                        })
+                        .collect();
+                    trial.final_metric = trial.all_metrics.last().copied();
+                }
+            }
+            if let Some(o) = result {
+                trial.end_time = now_rfc3339();
+                let before_state = trial.state;
+                match o.state.as_str() {
+                    "SUCCEEDED" if trial.final_metric.is_some() => {
+                        trial.state = JobState::Succeeded
+                    }
+                    "SUCCEEDED" => {
+                        trial.state = JobState::Failed;
+                        trial.error_message = format!(
+                            "the trial never reported the metric '{tag}' (neither in a cloudml-hypertune file nor in event files under the job dir)"
+                        );
+                    }
+                    "CANCELLED" if trial.is_trial_stopped_early && trial.final_metric.is_some() => {
+                        trial.state = JobState::Succeeded
+                    }
+                    "CANCELLED" => trial.state = JobState::Cancelled,
+                    _ => {
+                        trial.state = JobState::Failed;
+                        trial.error_message = o.message.clone();
+                    }
+                }
+                if trial.state != before_state && trial.state == JobState::Failed {
+                    service_log(
+                        &tr,
+                        &trial.trial_id,
+                        &format!("trial {} failed: {}", trial.trial_id, trial.error_message),
+                    );
+                }
+                continue;
+            }
+            if tr.live_supervisor().is_none() {
+                if !tr.pid_file().exists() {
+                    // Recorded but not started yet (new, or the server stopped in between).
+                    if let Err(e) = self.launch_trial(job, &run, spec, trial) {
+                        trial.state = JobState::Failed;
+                        trial.error_message = e;
+                        trial.end_time = now_rfc3339();
+                    }
+                } else {
+                    trial.state = JobState::Failed;
+                    trial.error_message =
+                        "the trial's supervisor process disappeared (was the machine restarted?)"
+                            .into();
+                    trial.end_time = now_rfc3339();
+                }
+                continue;
+            }
+            if stopping_allowed
+                && !trial.is_trial_stopped_early
+                && mle_tune::median_stop(
+                    tuner.goal,
+                    &curve(trial),
+                    &completed_curves,
+                    MIN_COMPLETED_FOR_STOPPING,
+                )
+            {
+                trial.is_trial_stopped_early = true;
+                service_log(
+                    &tr,
+                    &trial.trial_id,
+                    &format!(
+                        "stopping trial {} early: its best {tag} so far is worse than the median of the completed trials at the same step",
+                        trial.trial_id
+                    ),
+                );
+                signal(&tr);
+            }
+        }
+        let count = |s: JobState| trials.iter().filter(|t| t.state == s).count();
+        let running = count(JobState::Running);
+        let succeeded = count(JobState::Succeeded);
+        let failed = count(JobState::Failed);
+        let too_many_failures =
+            spec.max_failed_trials.0 > 0 && failed >= spec.max_failed_trials.0 as usize;
+        let mut end: Option<(JobState, String)> = None;
+        if job.state == JobState::Cancelling || too_many_failures {
+            for trial in trials.iter().filter(|t| t.state == JobState::Running) {
+                signal(&run.trial(&trial.trial_id));
+            }
+            if running == 0 {
+                end = Some(if job.state == JobState::Cancelling {
+                    (JobState::Cancelled, "Job cancelled by user request".into())
+                } else {
+                    (
+                        JobState::Failed,
+                        failure_summary(
+                            &trials,
+                            &format!(
+                                "{failed} trials failed (maxFailedTrials is {})",
+                                spec.max_failed_trials.0
+                            ),
+                        ),
+                    )
+                });
+            }
+        } else {
+            let started = trials.len();
+            let wanted = (spec.parallel().saturating_sub(running))
+                .min(spec.trials() - started.min(spec.trials()));
+            let mut exhausted = false;
+            if wanted > 0 {
+                let space = &tuner.space;
+                let mut completed = self.previous_trials(project, spec).await;
+                completed.extend(
+                    trials
+                        .iter()
+                        .filter(|t| t.state == JobState::Succeeded)
+                        .filter_map(|t| {
+                            Some((
+                                to_point(space, &t.hyperparameters)?,
+                                t.final_metric?.objective_value,
+                            ))
+                        }),
+                );
+                // Failed points are not retried by grid search; for the others they are simply
+                // not evidence.
+                let pending: Vec<Point> = trials
+                    .iter()
+                    .filter(|t| {
+                        t.state == JobState::Running
+                            || (tuner.algorithm == Algorithm::Grid
+                                && t.state != JobState::Succeeded)
+                    })
+                    .filter_map(|t| to_point(space, &t.hyperparameters))
+                    .collect();
+                match tuner.propose(&completed, &pending, wanted) {
+                    Ok(points) => {
+                        exhausted = points.len() < wanted;
+                        for (i, p) in points.iter().enumerate() {
+                            trials.push(HyperparameterOutput {
+                                trial_id: (started + i + 1).to_string(),
+                                hyperparameters: to_strings(space, p),
+                                state: JobState::Running,
+                                start_time: now_rfc3339(),
+                                ..HyperparameterOutput::default()
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        end = Some((
+                            JobState::Failed,
+                            format!("the tuner cannot propose trials: {e}"),
+                        ));
+                    }
+                }
+            }
+            let all_started = trials.len() >= spec.trials() || exhausted;
+            if end.is_none() && all_started && count_running(&trials) == 0 {
+                end = Some(if succeeded > 0 {
+                    (JobState::Succeeded, String::new())
+                } else {
+                    (
+                        JobState::Failed,
+                        failure_summary(&trials, "no trial succeeded"),
+                    )
+                });
+            }
+        }
+        sort_best_first(&mut trials, tuner.goal);
+        if trials == before
+            && end.is_none()
+            && job
+                .training_output
+                .as_ref()
+                .is_some_and(|o| o.is_hyperparameter_tuning_job)
+        {
+            return Ok(());
+        }
+        let completed_count = trials
+            .iter()
+            .filter(|t| t.state == JobState::Succeeded)
+            .count() as i64;
+        self.update(project, &job.job_id, |j| {
+            let out = j.training_output.get_or_insert_with(Default::default);
+            out.trials = trials.clone();
+            out.completed_trial_count = Int64(completed_count);
+            out.is_hyperparameter_tuning_job = true;
+            out.hyperparameter_metric_tag = tag.clone();
+            if let Some((state, message)) = &end
+                && !j.state.is_final()
+            {
+                j.state = *state;
+                j.error_message = message.clone();
+                j.end_time = now_rfc3339();
+            }
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+fn count_running(trials: &[HyperparameterOutput]) -> usize {
+    trials
+        .iter()
+        .filter(|t| t.state == JobState::Running)
+        .count()
+}
+
+/// `headline; trial 1: why; trial 3: why` (the first few failures).
+fn failure_summary(trials: &[HyperparameterOutput], headline: &str) -> String {
+    let mut failed: Vec<&HyperparameterOutput> = trials
+        .iter()
+        .filter(|t| t.state == JobState::Failed)
+        .collect();
+    failed.sort_by_key(|t| t.trial_id.parse::<u64>().unwrap_or(u64::MAX));
+    let mut text = headline.to_string();
+    for t in failed.iter().take(3) {
+        text.push_str(&format!("; trial {}: {}", t.trial_id, t.error_message));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(id: &str, state: JobState, value: Option<f64>) -> HyperparameterOutput {
+        HyperparameterOutput {
+            trial_id: id.into(),
+            state,
+            final_metric: value.map(|v| HyperparameterMetric {
+                training_step: Int64(1),
+                objective_value: v,
+            }),
+            ..HyperparameterOutput::default()
+        }
+    }
+
+    #[test]
+    fn trials_sort_best_first_then_running_then_the_rest() {
+        let mut t = vec![
+            trial("1", JobState::Failed, None),
+            trial("2", JobState::Succeeded, Some(0.5)),
+            trial("3", JobState::Running, Some(0.9)),
+            trial("4", JobState::Succeeded, Some(0.7)),
+            trial("5", JobState::Succeeded, Some(0.5)),
+        ];
+        sort_best_first(&mut t, Goal::Maximize);
+        let ids: Vec<&str> = t.iter().map(|t| t.trial_id.as_str()).collect();
+        assert_eq!(ids, ["4", "2", "5", "3", "1"]);
+        sort_best_first(&mut t, Goal::Minimize);
+        let ids: Vec<&str> = t.iter().map(|t| t.trial_id.as_str()).collect();
+        assert_eq!(ids, ["2", "5", "4", "3", "1"]);
+    }
+
+    #[test]
+    fn points_round_trip_through_the_trial_strings() {
+        let spec: HyperparameterSpec = serde_json::from_str(
+            r#"{"params": [
+                {"parameterName": "lr", "type": "DOUBLE", "minValue": 0.0001, "maxValue": 0.1, "scaleType": "UNIT_LOG_SCALE"},
+                {"parameterName": "layers", "type": "INTEGER", "minValue": 1, "maxValue": 15},
+                {"parameterName": "opt", "type": "CATEGORICAL", "categoricalValues": ["adam", "sgd"]},
+                {"parameterName": "batch", "type": "DISCRETE", "discreteValues": [16, 32, 64]}]}"#,
+        )
+        .unwrap();
+        let tuner = tuner(&spec);
+        for p in tuner.propose(&[], &[], 20).unwrap() {
+            let strings = to_strings(&tuner.space, &p);
+            assert_eq!(to_point(&tuner.space, &strings), Some(p));
+        }
+        let mut bad = BTreeMap::new();
+        bad.insert("lr".to_string(), "7".to_string());
+        assert_eq!(to_point(&tuner.space, &bad), None);
+    }
+
+    #[test]
+    fn curves_fall_back_to_report_numbers_without_steps() {
+        let mut t = trial("1", JobState::Running, None);
+        t.all_metrics = [0.1, 0.2]
+            .iter()
+            .map(|v| HyperparameterMetric {
+                training_step: Int64(0),
+                objective_value: *v,
+            })
+            .collect();
+        assert_eq!(curve(&t), vec![(1, 0.1), (2, 0.2)]);
+        t.all_metrics[0].training_step = Int64(10);
+        t.all_metrics[1].training_step = Int64(20);
+        assert_eq!(curve(&t), vec![(10, 0.1), (20, 0.2)]);
+    }
+}
