@@ -339,3 +339,100 @@ fn invalid_tuning_specs_are_refused_naming_the_field() {
         "{body}"
     );
 }
+
+fn noise_study(trials: usize, parallel: usize, values: &[f64], resume: Option<&str>) -> Value {
+    let mut hp = json!({
+        "goal": "MAXIMIZE", "hyperparameterMetricTag": "score", "maxTrials": trials,
+        "maxParallelTrials": parallel, "algorithm": "GRID_SEARCH",
+        "params": [{"parameterName": "noise", "type": "DISCRETE", "discreteValues": values}]});
+    if let Some(r) = resume {
+        hp["resumePreviousJobId"] = json!(r);
+    }
+    json!({"trainingInput": {"hyperparameters": hp}})
+}
+
+#[test]
+fn a_study_survives_kill_9_of_the_server_and_warm_starts_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut s = python_server(&data, 2);
+    let job_dir = dir.path().join("first");
+    submit_python(
+        &s,
+        "first",
+        &job_dir,
+        &noise_study(2, 1, &[1.0, 2.0, 3.0], None),
+        &["--interval", "0.3"],
+    );
+    // Kill the server while trial 1 runs; its supervisor carries on alone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !job_dir.join("1/reported.json").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "trial 1 never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    s = python_server(&data, 2);
+    let first = s.wait_state("first", &["SUCCEEDED", "FAILED"], 120);
+    assert_eq!(first["state"], "SUCCEEDED", "{first}");
+    let t = trials(&first);
+    assert_eq!(t.len(), 2, "{first}");
+    assert!(t.iter().all(|t| t["state"] == "SUCCEEDED"), "{first}");
+    assert_eq!(
+        (hp(&t[0], "noise"), hp(&t[1], "noise")),
+        ("1".into(), "2".into())
+    );
+    // Warm start: grid points the first study ran are not run again.
+    let second_dir = dir.path().join("second");
+    submit_python(
+        &s,
+        "second",
+        &second_dir,
+        &noise_study(1, 1, &[1.0, 2.0, 3.0], Some("first")),
+        &["--interval", "0.01"],
+    );
+    let second = s.wait_state("second", &["SUCCEEDED", "FAILED"], 120);
+    assert_eq!(second["state"], "SUCCEEDED", "{second}");
+    assert_eq!(hp(&trials(&second)[0], "noise"), "3", "{second}");
+}
+
+#[test]
+fn cancelling_a_study_stops_every_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = python_server(&dir.path().join("data"), 2);
+    let job_dir = dir.path().join("long");
+    submit_python(
+        &s,
+        "long",
+        &job_dir,
+        &noise_study(4, 2, &[1.0, 2.0, 3.0, 4.0], None),
+        &["--interval", "30"],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(job_dir.join("1/pid").exists() && job_dir.join("2/pid").exists()) {
+        assert!(std::time::Instant::now() < deadline, "trials never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    run_expect(
+        s.cli().args(["jobs", "--project", "p", "cancel", "long"]),
+        0,
+    );
+    let job = s.wait_state("long", &["CANCELLED"], 60);
+    let t = trials(&job);
+    assert_eq!(t.len(), 2, "no trial starts after the cancel: {job}");
+    for trial in &t {
+        assert_eq!(trial["state"], "CANCELLED", "{trial}");
+        let id = trial["trialId"].as_str().unwrap();
+        let pid = std::fs::read_to_string(job_dir.join(id).join("pid")).unwrap();
+        assert!(
+            pids_with("trainer.task")
+                .iter()
+                .all(|p| p.to_string() != pid.trim()),
+            "trial {id} still runs"
+        );
+    }
+}
