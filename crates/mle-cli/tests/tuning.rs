@@ -436,3 +436,48 @@ fn cancelling_a_study_stops_every_trial() {
         );
     }
 }
+
+#[test]
+fn metrics_come_from_event_files_when_a_trainer_writes_no_hypertune_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(&dir.path().join("data"), &[], 2);
+    let ex = examples();
+    let job_dir = dir.path().join("events_only");
+    // The built-in trainer, with the hypertune file taken away: only its event files remain.
+    let script = format!(
+        "unset CLOUD_ML_HP_METRIC_FILE; exec '{}' train \"$@\"",
+        env!("CARGO_BIN_EXE_mle")
+    );
+    let job = json!({"jobId": "events_only", "trainingInput": {
+        "masterConfig": {"containerCommand": ["sh", "-c", script, "sh"]},
+        "jobDir": job_dir,
+        "args": ["--model", ex.join("iris/model.yaml"), "--train-files", ex.join("iris/data/train_data.csv"),
+                 "--eval-files", ex.join("iris/data/test_data.csv"), "--train-steps", "400",
+                 "--eval-every-steps", "200", "--no-progress"],
+        "hyperparameters": {"goal": "MAXIMIZE", "hyperparameterMetricTag": "accuracy", "maxTrials": 2,
+            "algorithm": "GRID_SEARCH",
+            "params": [{"parameterName": "learning-rate", "type": "DISCRETE", "discreteValues": [0.0001, 0.01]}]}}});
+    let (code, body) = s.request("POST", "/v1/projects/p/jobs", Some(&job.to_string()));
+    assert_eq!(code, 200, "{body}");
+    let done = s.wait_state("events_only", &["SUCCEEDED", "FAILED"], 120);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    for t in trials(&done) {
+        let id = t["trialId"].as_str().unwrap();
+        let events: Vec<(u64, f64)> = mle_train::events::read_dir(&job_dir.join(id), "accuracy")
+            .iter()
+            .map(|r| (r.step, r.value))
+            .collect();
+        assert_eq!(events.len(), 2, "evaluations at 200 and 400: {events:?}");
+        assert_eq!(t["finalMetric"]["trainingStep"], "400");
+        assert_eq!(objective(&t), events[1].1, "{t}");
+        let metric_files = s
+            .data
+            .join("runs/p/events_only/trials")
+            .join(id)
+            .join("hypertune");
+        assert!(
+            std::fs::read_dir(&metric_files).map_or(true, |mut d| d.next().is_none()),
+            "a hypertune file was written"
+        );
+    }
+}
