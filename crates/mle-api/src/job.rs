@@ -234,9 +234,9 @@ pub struct Job {
     /// Training input (for training jobs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub training_input: Option<TrainingInput>,
-    /// Prediction input (for batch prediction jobs), kept as JSON here.
+    /// Prediction input (for batch prediction jobs).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prediction_input: Option<serde_json::Value>,
+    pub prediction_input: Option<crate::PredictionInput>,
     /// Creation time (RFC 3339), set by the server.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub create_time: String,
@@ -254,9 +254,9 @@ pub struct Job {
     /// Training results.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub training_output: Option<TrainingOutput>,
-    /// Batch prediction results, kept as JSON here.
+    /// Batch prediction results.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prediction_output: Option<serde_json::Value>,
+    pub prediction_output: Option<crate::PredictionOutput>,
     /// User labels.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,

@@ -16,6 +16,7 @@
 mod error;
 mod job;
 mod machine;
+mod serving;
 mod tuning;
 mod validate;
 
@@ -25,6 +26,10 @@ pub use job::{
     TrainingOutput,
 };
 pub use machine::{Machine, machine, machine_names};
+pub use serving::{
+    DataFormat, Framework, Model, Operation, OperationError, PredictionInput, PredictionOutput,
+    Version, VersionState, valid_resource_id, validate_prediction,
+};
 pub use tuning::{
     DEFAULT_METRIC_TAG, GoalType, HyperparameterMetric, HyperparameterOutput, HyperparameterSpec,
     Int32, ParameterSpec, ParameterType, ScaleType, TuningAlgorithm, validate_hyperparameters,

@@ -37,7 +37,7 @@ pub fn validate_job(job: &Job) -> Vec<FieldViolation> {
     }
     match (&job.training_input, &job.prediction_input) {
         (Some(t), None) => validate_training(t, &mut v),
-        (None, Some(_)) => {}
+        (None, Some(p)) => crate::validate_prediction(p, &mut v),
         (Some(_), Some(_)) => v.push(FieldViolation::new(
             "job",
             "give trainingInput or predictionInput, not both",

@@ -49,6 +49,16 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The record still has children (a model with versions).
+    #[error("{kind} '{id}' still has {children}")]
+    HasChildren {
+        /// Record kind.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+        /// What it still has.
+        children: &'static str,
+    },
     /// Migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -81,6 +91,39 @@ pub struct JobFilter {
     /// Only ids starting with this prefix.
     pub id_prefix: Option<String>,
 }
+
+/// One model, version or operation row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// `model`, `version` or `operation`.
+    pub kind: String,
+    /// Project.
+    pub project: String,
+    /// The model, for versions; empty otherwise.
+    pub parent: String,
+    /// Its id.
+    pub name: String,
+    /// Creation order.
+    pub seq: i64,
+    /// Version, incremented by every update.
+    pub etag: i64,
+    /// The resource as JSON.
+    pub body: String,
+}
+
+fn resource_row(r: &sqlx::any::AnyRow) -> Result<Resource, sqlx::Error> {
+    Ok(Resource {
+        kind: r.try_get("kind")?,
+        project: r.try_get("project")?,
+        parent: r.try_get("parent")?,
+        name: r.try_get("name")?,
+        seq: r.try_get("seq")?,
+        etag: r.try_get("etag")?,
+        body: r.try_get("body")?,
+    })
+}
+
+const RESOURCE_COLUMNS: &str = "kind, project, parent, name, seq, etag, body";
 
 /// The store.
 #[derive(Clone, Debug)]
@@ -311,6 +354,198 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(job_row(&row)?)
+    }
+}
+
+impl Store {
+    /// Creates a model, version or operation; `AlreadyExists` if the name is taken.
+    pub async fn insert_resource(
+        &self,
+        kind: &'static str,
+        project: &str,
+        parent: &str,
+        name: &str,
+        body: &str,
+    ) -> Result<Resource, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM resources")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("next")?;
+        let inserted = sqlx::query(
+            "INSERT INTO resources (kind, project, parent, name, seq, etag, body) VALUES ($1, $2, $3, $4, $5, 1, $6)",
+        )
+        .bind(kind)
+        .bind(project)
+        .bind(parent)
+        .bind(name)
+        .bind(seq)
+        .bind(body)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::AlreadyExists {
+                    kind,
+                    id: name.into(),
+                });
+            }
+            r => r?,
+        };
+        tx.commit().await?;
+        Ok(Resource {
+            kind: kind.into(),
+            project: project.into(),
+            parent: parent.into(),
+            name: name.into(),
+            seq,
+            etag: 1,
+            body: body.into(),
+        })
+    }
+
+    /// Reads a model, version or operation.
+    pub async fn get_resource(
+        &self,
+        kind: &'static str,
+        project: &str,
+        parent: &str,
+        name: &str,
+    ) -> Result<Resource, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND project = $2 AND parent = $3 AND name = $4"
+        ))
+        .bind(kind)
+        .bind(project)
+        .bind(parent)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(resource_row(&r)?),
+            None => Err(StoreError::NotFound {
+                kind,
+                id: name.into(),
+            }),
+        }
+    }
+
+    /// Resources of a kind under `parent`, in creation order after `after_seq`, at most `limit`.
+    pub async fn list_resources(
+        &self,
+        kind: &str,
+        project: &str,
+        parent: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Resource>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND project = $2 AND parent = $3 AND seq > $4 ORDER BY seq LIMIT $5"
+        ))
+        .bind(kind)
+        .bind(project)
+        .bind(parent)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| resource_row(r).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Replaces a resource's body if its etag is still `expected`; returns the new record.
+    pub async fn update_resource(
+        &self,
+        kind: &'static str,
+        project: &str,
+        parent: &str,
+        name: &str,
+        expected: i64,
+        body: &str,
+    ) -> Result<Resource, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE resources SET body = $1, etag = etag + 1 WHERE kind = $2 AND project = $3 AND parent = $4 AND name = $5 AND etag = $6")
+            .bind(body)
+            .bind(kind)
+            .bind(project)
+            .bind(parent)
+            .bind(name)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND project = $2 AND parent = $3 AND name = $4"
+        ))
+        .bind(kind)
+        .bind(project)
+        .bind(parent)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                kind,
+                id: name.into(),
+            });
+        };
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict {
+                kind,
+                id: name.into(),
+                expected,
+            });
+        }
+        tx.commit().await?;
+        Ok(resource_row(&row)?)
+    }
+
+    /// Deletes a resource; with `children = Some(kind)`, only when no resource of that kind
+    /// names it as parent (checked in the same transaction).
+    pub async fn delete_resource(
+        &self,
+        kind: &'static str,
+        project: &str,
+        parent: &str,
+        name: &str,
+        children: Option<&'static str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(child) = children {
+            let n: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM resources WHERE kind = $1 AND project = $2 AND parent = $3",
+            )
+            .bind(child)
+            .bind(project)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            if n > 0 {
+                return Err(StoreError::HasChildren {
+                    kind,
+                    id: name.into(),
+                    children: child,
+                });
+            }
+        }
+        let done = sqlx::query(
+            "DELETE FROM resources WHERE kind = $1 AND project = $2 AND parent = $3 AND name = $4",
+        )
+        .bind(kind)
+        .bind(project)
+        .bind(parent)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind,
+                id: name.into(),
+            });
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

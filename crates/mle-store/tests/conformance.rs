@@ -70,6 +70,82 @@ async fn conformance(s: &Store) {
         s.count_by_state().await.unwrap(),
         vec![("QUEUED".to_string(), 2), ("RUNNING".to_string(), 3)]
     );
+    resources(s).await;
+}
+
+/// Models, versions and operations.
+async fn resources(s: &Store) {
+    let m = s
+        .insert_resource("model", "p", "", "iris", "{\"m\":1}")
+        .await
+        .unwrap();
+    assert_eq!(m.etag, 1);
+    assert!(matches!(
+        s.insert_resource("model", "p", "", "iris", "{}").await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    s.insert_resource("model", "q", "", "iris", "{}")
+        .await
+        .unwrap();
+    for v in ["v1", "v2"] {
+        s.insert_resource("version", "p", "iris", v, "{}")
+            .await
+            .unwrap();
+    }
+    let names = |v: Vec<mle_store::Resource>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(
+            s.list_resources("version", "p", "iris", 0, 10)
+                .await
+                .unwrap()
+        ),
+        vec!["v1", "v2"]
+    );
+    let first = s
+        .list_resources("version", "p", "iris", 0, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(
+            s.list_resources("version", "p", "iris", first[0].seq, 10)
+                .await
+                .unwrap()
+        ),
+        vec!["v2"]
+    );
+    assert!(matches!(
+        s.delete_resource("model", "p", "", "iris", Some("version"))
+            .await,
+        Err(StoreError::HasChildren { .. })
+    ));
+    let u = s
+        .update_resource("version", "p", "iris", "v1", 1, "{\"state\":\"READY\"}")
+        .await
+        .unwrap();
+    assert_eq!((u.etag, u.body.as_str()), (2, "{\"state\":\"READY\"}"));
+    assert!(matches!(
+        s.update_resource("version", "p", "iris", "v1", 1, "{}")
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        s.update_resource("version", "p", "iris", "v9", 1, "{}")
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    for v in ["v1", "v2"] {
+        s.delete_resource("version", "p", "iris", v, None)
+            .await
+            .unwrap();
+    }
+    s.delete_resource("model", "p", "", "iris", Some("version"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_resource("model", "p", "", "iris").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(s.get_resource("model", "q", "", "iris").await.is_ok());
 }
 
 #[tokio::test]
