@@ -4,6 +4,7 @@
 mod cluster;
 mod local;
 mod service;
+mod serving;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,25 @@ enum Command {
         #[command(flatten)]
         conn: service::Conn,
     },
+    /// Create, list, describe and delete models.
+    Models {
+        #[command(subcommand)]
+        command: serving::ModelsCommand,
+        #[command(flatten)]
+        conn: service::Conn,
+    },
+    /// Create, list, describe, delete model versions and choose the default.
+    Versions {
+        #[command(subcommand)]
+        command: serving::VersionsCommand,
+        #[command(flatten)]
+        conn: service::Conn,
+    },
+    /// Online prediction with a deployed model version.
+    Predict(Box<serving::PredictArgs>),
+    /// Internal: run a batch prediction job (started by the job's supervisor).
+    #[command(hide = true)]
+    ExecPredict(serving::ExecPredictArgs),
     /// Internal: supervise one job's replicas (started by the server).
     #[command(hide = true)]
     ExecSupervise {
@@ -48,6 +68,10 @@ fn main() {
         Command::Server(args) => service::server(args),
         Command::Jobs { command, conn } => service::jobs(command, conn),
         Command::ExecSupervise { run_dir } => service::supervise(run_dir),
+        Command::Models { command, conn } => serving::models(command, conn),
+        Command::Versions { command, conn } => serving::versions(command, conn),
+        Command::Predict(args) => serving::predict(*args),
+        Command::ExecPredict(args) => serving::exec_predict(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

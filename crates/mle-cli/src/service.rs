@@ -81,7 +81,7 @@ pub struct Conn {
     project: String,
     /// Output format of read commands.
     #[arg(long, value_enum, default_value = "table", global = true)]
-    format: Format,
+    pub(crate) format: Format,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,6 +132,8 @@ pub enum JobsCommand {
 pub enum Submit {
     /// Submit a training job (gcloud's flags).
     Training(Box<SubmitTraining>),
+    /// Submit a batch prediction job: predict every line of the input files with a model.
+    Prediction(Box<crate::serving::SubmitPrediction>),
 }
 
 #[derive(Args)]
@@ -176,14 +178,14 @@ pub struct SubmitTraining {
     args: Vec<String>,
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     project: String,
 }
 
 impl Client {
-    fn new(c: &Conn) -> Result<Self> {
+    pub(crate) fn new(c: &Conn) -> Result<Self> {
         let token = match &c.token {
             Some(t) => t.clone(),
             None => {
@@ -206,11 +208,15 @@ impl Client {
         })
     }
 
+    pub(crate) fn project(&self) -> &str {
+        &self.project
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/v1/projects/{}/{path}", self.base, self.project)
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let req = ureq::request(method, &self.url(path))
             .set("Authorization", &format!("Bearer {}", self.token))
             .timeout(Duration::from_secs(60));
@@ -222,8 +228,10 @@ impl Client {
             Ok(r) => Ok(r.into_json().context("reading the server's answer")?),
             Err(ureq::Error::Status(code, r)) => {
                 let v: Value = r.into_json().unwrap_or(Value::Null);
+                // The Google envelope, or prediction's `{"error": "..."}`.
                 let msg = v["error"]["message"]
                     .as_str()
+                    .or(v["error"].as_str())
                     .unwrap_or("no message")
                     .to_string();
                 bail!("the server refused ({code}): {msg}")
@@ -236,7 +244,7 @@ impl Client {
     }
 }
 
-fn print(v: &Value, format: Format, table: impl FnOnce(&Value)) -> Result<()> {
+pub(crate) fn print(v: &Value, format: Format, table: impl FnOnce(&Value)) -> Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(v)?),
         Format::Yaml => print!("{}", serde_yaml::to_string(v)?),
@@ -249,6 +257,13 @@ pub fn jobs(cmd: JobsCommand, conn: Conn) -> Result<i32> {
     let client = Client::new(&conn)?;
     match cmd {
         JobsCommand::Submit(Submit::Training(a)) => submit(&client, *a, conn.format),
+        JobsCommand::Submit(Submit::Prediction(a)) => {
+            let created = crate::serving::submit_prediction(&client, *a)?;
+            if created.1 {
+                return stream_logs(&client, &created.0);
+            }
+            Ok(0)
+        }
         JobsCommand::Describe { job, summarize } => {
             let v = client.call("GET", &format!("jobs/{job}"), None)?;
             if summarize && conn.format == Format::Table {
@@ -520,7 +535,7 @@ fn submit(client: &Client, a: SubmitTraining, format: Format) -> Result<i32> {
 }
 
 /// gcloud's stream-logs lines: severity, timestamp, task (and trial), message.
-fn stream_logs(client: &Client, job: &str) -> Result<i32> {
+pub(crate) fn stream_logs(client: &Client, job: &str) -> Result<i32> {
     let mut seen = 0usize;
     loop {
         let state = client.call("GET", &format!("jobs/{job}"), None)?;

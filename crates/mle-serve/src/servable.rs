@@ -46,7 +46,8 @@ pub struct Signature {
 impl Signature {
     /// One prediction as the ml v1 API returns it.
     pub fn format(&self, row: &[f32]) -> Value {
-        let num = |v: f32| json!(f64::from(v));
+        // Shortest digits that round-trip the f32 (not the f64 widening's long tail).
+        let num = |v: f32| json!(format!("{v}").parse::<f64>().unwrap_or(f64::from(v)));
         match &self.output {
             Output::Regression if row.len() == 1 => num(row[0]),
             Output::Regression => Value::Array(row.iter().map(|v| num(*v)).collect()),

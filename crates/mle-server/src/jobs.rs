@@ -65,11 +65,8 @@ async fn create(
     let mut job: Job = serde_json::from_value(value)
         .map_err(|e| ApiError::Invalid(vec![FieldViolation::new("job", e.to_string())]))?;
     let mut violations = validate_job(&job);
-    if job.prediction_input.is_some() {
-        violations.push(FieldViolation::new(
-            "job.prediction_input",
-            "batch prediction is not supported by this server yet",
-        ));
+    if let Some(p) = &job.prediction_input {
+        violations.extend(s.check_prediction(&project, p).await?);
     }
     let need = slots_needed(&job);
     if need > s.cfg.slots {
@@ -227,7 +224,7 @@ async fn patch(
     let probe = Job {
         job_id: "x".into(),
         labels: patch.labels.clone(),
-        prediction_input: Some(json!({})),
+        prediction_input: Some(mle_api::PredictionInput::default()),
         ..Job::default()
     };
     let bad: Vec<FieldViolation> = validate_job(&probe)

@@ -7,6 +7,7 @@
 
 mod error;
 mod jobs;
+mod models;
 pub mod openapi;
 mod scheduler;
 mod tuning;
@@ -91,6 +92,7 @@ async fn metrics(State(s): State<Arc<Scheduler>>) -> Result<Response, ApiError> 
 /// The whole HTTP app.
 pub fn app(scheduler: Arc<Scheduler>, token: String) -> Router {
     let api = jobs::router()
+        .merge(models::router())
         .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
@@ -103,6 +105,7 @@ pub fn app(scheduler: Arc<Scheduler>, token: String) -> Router {
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(models::health_router())
         .merge(api)
         .fallback(|| async { ApiError::Status(ApiStatus::NotFound, "no such route".into()) })
         .layer(middleware::from_fn(count_requests))
@@ -149,6 +152,7 @@ pub async fn run(listen: &str, cfg: Config, database: Option<&str>) -> Result<()
     let token = token(&cfg.data_dir)
         .map_err(|e| ServerError::Io(format!("token file in {}: {e}", cfg.data_dir.display())))?;
     let scheduler = Scheduler::new(store, cfg);
+    scheduler.resume_versions().await?;
     tokio::spawn(scheduler.clone().run());
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use mle_api::{
-    AcceleratorConfig, ErrorEnvelope, FieldViolation, GoalType, HyperparameterMetric,
+    AcceleratorConfig, DataFormat, ErrorEnvelope, PredictionInput, PredictionOutput, FieldViolation, GoalType, HyperparameterMetric,
     HyperparameterOutput, HyperparameterSpec, Int32, Int64, Job, JobState, ParameterSpec,
     ParameterType, ReplicaConfig, ScaleTier, ScaleType, Scheduling, TrainingInput, TrainingOutput,
     TuningAlgorithm,
@@ -99,7 +99,17 @@ fn full_job() -> Job {
             }),
             use_chief_in_tf_config: true,
         }),
-        prediction_input: Some(json!({})),
+        prediction_input: Some(PredictionInput {
+            model_name: "m".into(),
+            version_name: "v".into(),
+            uri: "u".into(),
+            data_format: DataFormat::Json,
+            input_paths: vec!["i".into()],
+            output_path: "o".into(),
+            batch_size: Int64(1),
+            region: "r".into(),
+            runtime_version: "v".into(),
+        }),
         create_time: "t".into(),
         start_time: "t".into(),
         end_time: "t".into(),
@@ -125,7 +135,12 @@ fn full_job() -> Job {
             is_hyperparameter_tuning_job: true,
             hyperparameter_metric_tag: "m".into(),
         }),
-        prediction_output: Some(json!({})),
+        prediction_output: Some(PredictionOutput {
+            output_path: "o".into(),
+            prediction_count: Int64(1),
+            error_count: Int64(1),
+            node_hours: 0.5,
+        }),
         labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
         etag: "e".into(),
         job_position: Some(Int64(0)),

@@ -67,6 +67,8 @@ pub struct Scheduler {
     preparing: Mutex<HashSet<(String, String)>>,
     /// When each running trial's metrics were last read (`(project, job, trial)`).
     pub(crate) metric_polls: Mutex<HashMap<(String, String, String), std::time::Instant>>,
+    /// Loaded model versions.
+    pub(crate) serving: crate::models::Registry,
 }
 
 /// `RFC 3339` UTC time now.
@@ -328,6 +330,7 @@ impl Scheduler {
             cfg,
             preparing: Mutex::new(HashSet::new()),
             metric_polls: Mutex::new(HashMap::new()),
+            serving: crate::models::Registry::default(),
         })
     }
 
@@ -395,10 +398,25 @@ impl Scheduler {
                     "CANCELLED" => JobState::Cancelled,
                     _ => JobState::Failed,
                 };
+                let prediction = job.prediction_input.as_ref().map(|p| {
+                    let counts: Value = std::fs::read_to_string(run.0.join("prediction.json"))
+                        .ok()
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default();
+                    mle_api::PredictionOutput {
+                        output_path: p.output_path.clone(),
+                        prediction_count: Int64(counts["prediction_count"].as_i64().unwrap_or(0)),
+                        error_count: Int64(counts["error_count"].as_i64().unwrap_or(0)),
+                        node_hours: counts["seconds"].as_f64().unwrap_or(0.0) / 3600.0,
+                    }
+                });
                 self.update(&rec.project, &rec.job_id, |j| {
                     j.state = state;
                     j.error_message = o.message.clone();
                     j.end_time = now_rfc3339();
+                    if prediction.is_some() {
+                        j.prediction_output = prediction.clone();
+                    }
                 })
                 .await?;
                 continue;
@@ -518,7 +536,10 @@ impl Scheduler {
             install_packages(&self.cfg.python, &t.package_uris, &run.0.join("packages")).await?;
         }
         let tuning = is_tuning(&job);
-        if !tuning {
+        if let Some(p) = &job.prediction_input {
+            let plan = self.plan_prediction(project, p, &run).await?;
+            run.write_plan(&plan).map_err(|e| e.to_string())?;
+        } else if !tuning {
             let plan = plan_training(&job, &run, &self.cfg, None)?;
             run.write_plan(&plan).map_err(|e| e.to_string())?;
         }

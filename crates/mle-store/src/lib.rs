@@ -454,6 +454,19 @@ impl Store {
             .collect()
     }
 
+    /// Every resource of a kind (all projects), in creation order: recovery after a restart.
+    pub async fn all_resources(&self, kind: &str) -> Result<Vec<Resource>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 ORDER BY seq"
+        ))
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| resource_row(r).map_err(StoreError::from))
+            .collect()
+    }
+
     /// Replaces a resource's body if its etag is still `expected`; returns the new record.
     pub async fn update_resource(
         &self,

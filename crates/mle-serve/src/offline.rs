@@ -1,0 +1,201 @@
+//! Batch prediction over files: every input line gets one output line, in input order, in
+//! `prediction.results-00000-of-00001`; bad lines are counted (and listed in
+//! `prediction.errors_stats-00000-of-00001`), not fatal.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::{ServeError, Servable, parse_csv_line, parse_instance};
+
+/// How input lines are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// One JSON instance per line (a list, an object of features, or a CSV string).
+    Json,
+    /// One CSV line per instance, values in signature order (a trailing non-numeric field,
+    /// such as the label column of a hold-out file, is ignored).
+    Text,
+}
+
+/// What a batch run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchSummary {
+    /// Lines predicted.
+    pub predictions: u64,
+    /// Lines that could not be.
+    pub errors: u64,
+}
+
+/// Expands `*` and `?` in the last component of each path; paths without wildcards must exist.
+pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>, ServeError> {
+    let mut out = Vec::new();
+    for p in patterns {
+        let path = PathBuf::from(p.strip_prefix("file://").unwrap_or(p));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !name.contains(['*', '?']) {
+            if !path.is_file() {
+                return Err(ServeError::BadInput(format!("input '{p}' does not exist")));
+            }
+            out.push(path);
+            continue;
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut matched: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| ServeError::BadInput(format!("input '{p}': {e}")))?
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes()))
+            })
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        if matched.is_empty() {
+            return Err(ServeError::BadInput(format!("no file matches '{p}'")));
+        }
+        matched.sort();
+        out.extend(matched);
+    }
+    Ok(out)
+}
+
+/// `*` (any run) and `?` (any one byte) matching.
+fn wildcard(pat: &[u8], s: &[u8]) -> bool {
+    match (pat.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => wildcard(&pat[1..], s) || (!s.is_empty() && wildcard(pat, &s[1..])),
+        (Some(b'?'), Some(_)) => wildcard(&pat[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => wildcard(&pat[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+fn parse_line(line: &str, format: LineFormat, names: &[String]) -> Result<Vec<f32>, String> {
+    match format {
+        LineFormat::Json => {
+            let v: Value =
+                serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
+            parse_instance(&v, names)
+        }
+        LineFormat::Text => {
+            let w = names.len();
+            let fields: Vec<&str> = line.split(',').collect();
+            if fields.len() == w + 1
+                && fields[w].trim().parse::<f64>().is_err()
+                && !fields[w].trim().is_empty()
+            {
+                parse_csv_line(&fields[..w].join(","), w)
+            } else {
+                parse_csv_line(line, w)
+            }
+        }
+    }
+}
+
+/// Predicts every line of `inputs` into `output_dir`, `batch` lines per model call;
+/// `progress` is called after each batch with the lines done so far.
+pub fn predict_files(
+    servable: &Servable,
+    format: LineFormat,
+    inputs: &[PathBuf],
+    output_dir: &Path,
+    batch: usize,
+    mut progress: impl FnMut(u64),
+) -> Result<BatchSummary, ServeError> {
+    let io = |what: &str, e: std::io::Error| ServeError::BadInput(format!("{what}: {e}"));
+    std::fs::create_dir_all(output_dir).map_err(|e| io("cannot create the output directory", e))?;
+    let results_path = output_dir.join("prediction.results-00000-of-00001");
+    let errors_path = output_dir.join("prediction.errors_stats-00000-of-00001");
+    let mut results = BufWriter::new(
+        std::fs::File::create(&results_path).map_err(|e| io("cannot write the results", e))?,
+    );
+    let mut errors = BufWriter::new(
+        std::fs::File::create(&errors_path).map_err(|e| io("cannot write the error stats", e))?,
+    );
+    let sig = &servable.signature;
+    let batch = batch.max(1);
+    let mut summary = BatchSummary::default();
+    // Pending lines: Ok(row) or Err(message), flushed in order.
+    let mut pending: Vec<Result<Vec<f32>, String>> = Vec::new();
+    let mut flush = |pending: &mut Vec<Result<Vec<f32>, String>>,
+                     summary: &mut BatchSummary|
+     -> Result<(), ServeError> {
+        let rows: Vec<f32> = pending
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .flatten()
+            .copied()
+            .collect();
+        let n = rows.len() / sig.inputs.len().max(1);
+        let out = servable.predict(&rows, n)?;
+        let mut chunks = out.chunks(sig.width);
+        for r in pending.drain(..) {
+            let line = match r {
+                Ok(_) => {
+                    summary.predictions += 1;
+                    sig.format(chunks.next().unwrap_or_default())
+                }
+                Err(e) => {
+                    summary.errors += 1;
+                    json!({"error": e})
+                }
+            };
+            writeln!(results, "{line}").map_err(|e| io("writing the results", e))?;
+        }
+        Ok(())
+    };
+    for path in inputs {
+        let file = std::fs::File::open(path)
+            .map_err(|e| io(&format!("cannot read {}", path.display()), e))?;
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| io(&format!("reading {}", path.display()), e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed = parse_line(&line, format, &sig.inputs)
+                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1));
+            if let Err(e) = &parsed {
+                writeln!(errors, "{}", json!({"error": e}))
+                    .map_err(|e| io("writing the error stats", e))?;
+            }
+            pending.push(parsed);
+            if pending.len() >= batch {
+                flush(&mut pending, &mut summary)?;
+                progress(summary.predictions + summary.errors);
+            }
+        }
+    }
+    flush(&mut pending, &mut summary)?;
+    progress(summary.predictions + summary.errors);
+    results.flush().map_err(|e| io("writing the results", e))?;
+    errors.flush().map_err(|e| io("writing the error stats", e))?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_like_a_shell() {
+        assert!(wildcard(b"*.csv", b"a.csv"));
+        assert!(wildcard(b"part-?", b"part-1"));
+        assert!(!wildcard(b"part-?", b"part-12"));
+        assert!(wildcard(b"*", b""));
+        assert!(!wildcard(b"*.csv", b"a.json"));
+    }
+
+    #[test]
+    fn text_lines_may_carry_a_trailing_label() {
+        let names: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        assert_eq!(parse_line("1,2,setosa", LineFormat::Text, &names), Ok(vec![1.0, 2.0]));
+        assert!(parse_line("1,2,3", LineFormat::Text, &names).is_err());
+        assert_eq!(parse_line("[1, 2]", LineFormat::Json, &names), Ok(vec![1.0, 2.0]));
+    }
+}
