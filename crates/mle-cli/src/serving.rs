@@ -199,7 +199,12 @@ fn absolute(p: &str) -> String {
 fn table_models(v: &Value) {
     println!("{:<24} {:<16}", "NAME", "DEFAULT_VERSION_NAME");
     for m in v["models"].as_array().cloned().unwrap_or_default() {
-        let name = m["name"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("");
+        let name = m["name"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
         let default = m["defaultVersion"]["name"]
             .as_str()
             .and_then(|n| n.rsplit('/').next())
@@ -209,11 +214,19 @@ fn table_models(v: &Value) {
 }
 
 fn table_versions(v: &Value) {
-    println!("{:<16} {:<50} {:<10} {:<8}", "NAME", "DEPLOYMENT_URI", "STATE", "DEFAULT");
+    println!(
+        "{:<16} {:<50} {:<10} {:<8}",
+        "NAME", "DEPLOYMENT_URI", "STATE", "DEFAULT"
+    );
     for x in v["versions"].as_array().cloned().unwrap_or_default() {
         println!(
             "{:<16} {:<50} {:<10} {:<8}",
-            x["name"].as_str().unwrap_or("").rsplit('/').next().unwrap_or(""),
+            x["name"]
+                .as_str()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or(""),
             x["deploymentUri"].as_str().unwrap_or(""),
             x["state"].as_str().unwrap_or(""),
             if x["isDefault"] == true { "yes" } else { "" }
@@ -309,7 +322,11 @@ pub fn versions(cmd: VersionsCommand, conn: Conn) -> Result<i32> {
             }
         }
         VersionsCommand::List { model } => {
-            let v = c.call("GET", &format!("models/{model}/versions?pageSize=100"), None)?;
+            let v = c.call(
+                "GET",
+                &format!("models/{model}/versions?pageSize=100"),
+                None,
+            )?;
             print(&v, conn.format, table_versions)?;
         }
         VersionsCommand::Describe { version, model } => {
@@ -317,7 +334,11 @@ pub fn versions(cmd: VersionsCommand, conn: Conn) -> Result<i32> {
             print(&v, yaml_default(conn.format), |_| {})?;
         }
         VersionsCommand::Delete { version, model } => {
-            c.call("DELETE", &format!("models/{model}/versions/{version}"), None)?;
+            c.call(
+                "DELETE",
+                &format!("models/{model}/versions/{version}"),
+                None,
+            )?;
             eprintln!("Deleted version [{version}].");
         }
         VersionsCommand::SetDefault { version, model } => {
@@ -404,7 +425,11 @@ pub fn submit_prediction(c: &Client, a: SubmitPrediction) -> Result<(String, boo
     });
     match &a.version {
         Some(v) => {
-            input["versionName"] = json!(format!("projects/{}/models/{}/versions/{v}", c.project(), a.model))
+            input["versionName"] = json!(format!(
+                "projects/{}/models/{}/versions/{v}",
+                c.project(),
+                a.model
+            ))
         }
         None => input["modelName"] = json!(format!("projects/{}/models/{}", c.project(), a.model)),
     }
@@ -414,7 +439,11 @@ pub fn submit_prediction(c: &Client, a: SubmitPrediction) -> Result<(String, boo
     if let Some(r) = a.runtime_version {
         input["runtimeVersion"] = json!(r);
     }
-    c.call("POST", "jobs", Some(&json!({"jobId": a.job, "predictionInput": input})))?;
+    c.call(
+        "POST",
+        "jobs",
+        Some(&json!({"jobId": a.job, "predictionInput": input})),
+    )?;
     eprintln!("Job [{}] submitted successfully.", a.job);
     Ok((a.job, a.stream_logs))
 }
@@ -427,7 +456,11 @@ pub fn exec_predict(a: ExecPredictArgs) -> Result<i32> {
         other => bail!("unknown data format '{other}'"),
     };
     let inputs = mle_serve::expand_inputs(&a.inputs)?;
-    println!("predicting {} input file(s) with {}", inputs.len(), a.model_dir.display());
+    println!(
+        "predicting {} input file(s) with {}",
+        inputs.len(),
+        a.model_dir.display()
+    );
     let servable = mle_serve::Servable::load(&a.model_dir)?;
     let started = Instant::now();
     let mut last = Instant::now();

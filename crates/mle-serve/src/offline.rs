@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::{ServeError, Servable, parse_csv_line, parse_instance};
+use crate::{Servable, ServeError, parse_csv_line, parse_instance};
 
 /// How input lines are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +174,9 @@ pub fn predict_files(
     flush(&mut pending, &mut summary)?;
     progress(summary.predictions + summary.errors);
     results.flush().map_err(|e| io("writing the results", e))?;
-    errors.flush().map_err(|e| io("writing the error stats", e))?;
+    errors
+        .flush()
+        .map_err(|e| io("writing the error stats", e))?;
     Ok(summary)
 }
 
@@ -194,8 +196,14 @@ mod tests {
     #[test]
     fn text_lines_may_carry_a_trailing_label() {
         let names: Vec<String> = ["a", "b"].map(String::from).to_vec();
-        assert_eq!(parse_line("1,2,setosa", LineFormat::Text, &names), Ok(vec![1.0, 2.0]));
+        assert_eq!(
+            parse_line("1,2,setosa", LineFormat::Text, &names),
+            Ok(vec![1.0, 2.0])
+        );
         assert!(parse_line("1,2,3", LineFormat::Text, &names).is_err());
-        assert_eq!(parse_line("[1, 2]", LineFormat::Json, &names), Ok(vec![1.0, 2.0]));
+        assert_eq!(
+            parse_line("[1, 2]", LineFormat::Json, &names),
+            Ok(vec![1.0, 2.0])
+        );
     }
 }

@@ -209,7 +209,9 @@ async fn create_model(
     if !valid_resource_id(&id) {
         return Err(invalid(
             "model.name",
-            format!("'{id}' must start with a letter and hold only letters, digits and underscores (at most 128)"),
+            format!(
+                "'{id}' must start with a letter and hold only letters, digits and underscores (at most 128)"
+            ),
         ));
     }
     m.name = model_name(&project, &id);
@@ -244,7 +246,9 @@ async fn list_models(
         .await?;
     let mut models = Vec::new();
     for r in recs.iter().take(size as usize) {
-        models.push(serde_json::to_value(model_with_default(&s, &project, r).await).unwrap_or_default());
+        models.push(
+            serde_json::to_value(model_with_default(&s, &project, r).await).unwrap_or_default(),
+        );
     }
     let mut out = paged(recs, size, "models", |_| Value::Null);
     out["models"] = Value::Array(models);
@@ -313,9 +317,15 @@ fn fields_mask(q: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
         .map(|m| m.split(',').map(|f| f.trim().to_string()).collect())
         .unwrap_or_default();
     if mask.is_empty() {
-        return Err(invalid("update_mask", "is required: description and/or labels"));
+        return Err(invalid(
+            "update_mask",
+            "is required: description and/or labels",
+        ));
     }
-    if let Some(bad) = mask.iter().find(|f| !["description", "labels"].contains(&f.as_str())) {
+    if let Some(bad) = mask
+        .iter()
+        .find(|f| !["description", "labels"].contains(&f.as_str()))
+    {
         return Err(invalid(
             "update_mask",
             format!("'{bad}' cannot be updated (description, labels)"),
@@ -415,7 +425,13 @@ fn copy_dir(from: &FsPath, to: &FsPath) -> std::io::Result<()> {
     Ok(())
 }
 
-fn op_metadata(kind: &str, project: &str, model: &str, version: Option<&Version>, created: &str) -> Value {
+fn op_metadata(
+    kind: &str,
+    project: &str,
+    model: &str,
+    version: Option<&Version>,
+    created: &str,
+) -> Value {
     let mut m = json!({
         "@type": "type.googleapis.com/google.cloud.ml.v1.OperationMetadata",
         "createTime": created, "startTime": created,
@@ -499,7 +515,10 @@ async fn create_version(
                 {
                     violations.push(FieldViolation::new(
                         "version.deployment_uri",
-                        format!("'{}' is outside the directory this server may use", v.deployment_uri),
+                        format!(
+                            "'{}' is outside the directory this server may use",
+                            v.deployment_uri
+                        ),
                     ));
                 }
                 Some(p)
@@ -542,7 +561,8 @@ async fn create_version(
         .await?;
     let me = s.clone();
     tokio::spawn(async move {
-        me.finish_version(&project, &model, &id, &op_id, source).await;
+        me.finish_version(&project, &model, &id, &op_id, source)
+            .await;
     });
     Ok(Json(op))
 }
@@ -565,7 +585,8 @@ impl Scheduler {
             let _ = std::fs::remove_dir_all(&tmp);
             let _ = std::fs::remove_dir_all(&dir2);
             copy_dir(&source, &tmp).map_err(|e| format!("cannot copy the model files: {e}"))?;
-            std::fs::rename(&tmp, &dir2).map_err(|e| format!("cannot store the model files: {e}"))?;
+            std::fs::rename(&tmp, &dir2)
+                .map_err(|e| format!("cannot store the model files: {e}"))?;
             let servable = Servable::load(&dir2).map_err(|e| e.to_string())?;
             Ok(Batcher::new(servable, BatchOptions::default()))
         })
@@ -577,10 +598,8 @@ impl Scheduler {
                 Format::Mle => Framework::Mle,
                 Format::Onnx => Framework::Onnx,
             };
-            self.serving.put(
-                (project.into(), model.into(), version.into()),
-                Arc::new(b),
-            );
+            self.serving
+                .put((project.into(), model.into(), version.into()), Arc::new(b));
             let _ = self
                 .update_version(project, model, version, |v| {
                     v.state = VersionState::Ready;
@@ -604,14 +623,23 @@ impl Scheduler {
             .ok()
             .map(|r| version_out(&r));
         loop {
-            let Ok(rec) = self.store.get_resource("operation", project, "", op_id).await else {
+            let Ok(rec) = self
+                .store
+                .get_resource("operation", project, "", op_id)
+                .await
+            else {
                 return;
             };
             let mut op: Operation = decode(&rec);
             op.done = true;
             op.metadata["endTime"] = json!(now_rfc3339());
             match &error {
-                Some(e) => op.error = Some(OperationError { code: 3, message: e.clone() }),
+                Some(e) => {
+                    op.error = Some(OperationError {
+                        code: 3,
+                        message: e.clone(),
+                    })
+                }
                 None => {
                     let mut resp = serde_json::to_value(&final_version).unwrap_or_default();
                     resp["@type"] = json!("type.googleapis.com/google.cloud.ml.v1.Version");
@@ -666,8 +694,7 @@ impl Scheduler {
             let ops = self.store.all_resources("operation").await?;
             let op = ops.iter().find(|o| {
                 let op: Operation = decode(o);
-                !op.done
-                    && op.metadata["version"]["name"].as_str() == Some(v.name.as_str())
+                !op.done && op.metadata["version"]["name"].as_str() == Some(v.name.as_str())
             });
             let op_id = op.map(|o| o.name.clone()).unwrap_or_default();
             match source_dir(&v.deployment_uri) {
@@ -708,7 +735,10 @@ impl Scheduler {
             .map_err(|_| PredictError::internal())?
             .map_err(|e| {
                 eprintln!("loading {project}/{model}/{version}: {e}");
-                PredictError::new(StatusCode::INTERNAL_SERVER_ERROR, "the version cannot be loaded")
+                PredictError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the version cannot be loaded",
+                )
             })?;
         let b = Arc::new(Batcher::new(b, BatchOptions::default()));
         self.serving.put(key, b.clone());
@@ -760,7 +790,9 @@ async fn delete_version(
         if others.len() > 1 {
             return Err(ApiError::Status(
                 ApiStatus::FailedPrecondition,
-                format!("version '{version}' is the default; make another version the default first"),
+                format!(
+                    "version '{version}' is the default; make another version the default first"
+                ),
             ));
         }
     }
@@ -770,8 +802,15 @@ async fn delete_version(
     s.serving
         .remove(&(project.clone(), model.clone(), version.clone()));
     let _ = std::fs::remove_dir_all(version_dir(&s, &project, &model, &version));
-    let op = finished_operation(&s, &project, "DELETE_VERSION", &model, Some(&version_out(&rec)), None)
-        .await?;
+    let op = finished_operation(
+        &s,
+        &project,
+        "DELETE_VERSION",
+        &model,
+        Some(&version_out(&rec)),
+        None,
+    )
+    .await?;
     Ok(Json(serde_json::to_value(op).unwrap_or_default()))
 }
 
@@ -821,9 +860,10 @@ async fn set_default(
         s.update_version(project, model, &old.name, |v| v.is_default = false)
             .await?;
     }
-    Ok(s
-        .update_version(project, model, version, |v| v.is_default = true)
-        .await?)
+    Ok(
+        s.update_version(project, model, version, |v| v.is_default = true)
+            .await?,
+    )
 }
 
 // ---- operations ----
@@ -1074,10 +1114,7 @@ async fn v2_metadata(
     })))
 }
 
-async fn v2_model_ready(
-    State(s): State<Arc<Scheduler>>,
-    Path(model): Path<String>,
-) -> Response {
+async fn v2_model_ready(State(s): State<Arc<Scheduler>>, Path(model): Path<String>) -> Response {
     match resolve(&s, DEFAULT_PROJECT, &model, None).await {
         Ok(_) => Json(json!({"name": model, "ready": true})).into_response(),
         Err(e) => e.into_response(),
@@ -1121,7 +1158,11 @@ async fn v2_run(
     }
     let shape: Vec<usize> = t["shape"]
         .as_array()
-        .map(|s| s.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(|d| d.as_u64().map(|d| d as usize))
+                .collect()
+        })
         .unwrap_or_default();
     let w = sig.inputs.len();
     let n = match shape.as_slice() {
@@ -1145,7 +1186,8 @@ async fn v2_run(
         )));
     }
     let out = b.predict(rows, n).await?;
-    let mut outputs = vec![json!({"name": "output", "datatype": "FP32", "shape": [n, sig.width], "data": out})];
+    let mut outputs =
+        vec![json!({"name": "output", "datatype": "FP32", "shape": [n, sig.width], "data": out})];
     if let Output::Classification { classes } = &sig.output {
         let labels: Vec<&str> = out
             .chunks(sig.width)
@@ -1253,9 +1295,15 @@ impl Scheduler {
         let local = |field: &str, path: &str, v: &mut Vec<FieldViolation>| {
             let plain = path.strip_prefix("file://").unwrap_or(path);
             if path.contains("://") && !path.starts_with("file://") {
-                v.push(FieldViolation::new(field, "only local paths and file:// URIs are supported"));
+                v.push(FieldViolation::new(
+                    field,
+                    "only local paths and file:// URIs are supported",
+                ));
             } else if !FsPath::new(plain).is_absolute() {
-                v.push(FieldViolation::new(field, format!("'{path}' must be an absolute path")));
+                v.push(FieldViolation::new(
+                    field,
+                    format!("'{path}' must be an absolute path"),
+                ));
             } else if let Some(root) = &self.cfg.allow_root
                 && !inside(root, FsPath::new(plain))
             {
@@ -1271,7 +1319,8 @@ impl Scheduler {
         if !p.output_path.is_empty() {
             local(&f("output_path"), &p.output_path, &mut v);
         }
-        if v.is_empty() && !p.input_paths.is_empty()
+        if v.is_empty()
+            && !p.input_paths.is_empty()
             && let Err(e) = mle_serve::expand_inputs(&p.input_paths)
         {
             v.push(FieldViolation::new(&f("input_paths"), e.to_string()));
@@ -1298,9 +1347,17 @@ impl Scheduler {
             "--data-format".into(),
             format.into(),
             "--output-path".into(),
-            p.output_path.strip_prefix("file://").unwrap_or(&p.output_path).to_string(),
+            p.output_path
+                .strip_prefix("file://")
+                .unwrap_or(&p.output_path)
+                .to_string(),
             "--batch-size".into(),
-            (if p.batch_size.0 > 0 { p.batch_size.0 } else { 64 }).to_string(),
+            (if p.batch_size.0 > 0 {
+                p.batch_size.0
+            } else {
+                64
+            })
+            .to_string(),
             "--summary".into(),
             run.0.join("prediction.json").display().to_string(),
             "--".into(),

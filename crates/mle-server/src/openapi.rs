@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use mle_api::{
-    AcceleratorConfig, DataFormat, ErrorEnvelope, PredictionInput, PredictionOutput, FieldViolation, GoalType, HyperparameterMetric,
+    AcceleratorConfig, DataFormat, ErrorEnvelope, FieldViolation, GoalType, HyperparameterMetric,
     HyperparameterOutput, HyperparameterSpec, Int32, Int64, Job, JobState, ParameterSpec,
-    ParameterType, ReplicaConfig, ScaleTier, ScaleType, Scheduling, TrainingInput, TrainingOutput,
-    TuningAlgorithm,
+    ParameterType, PredictionInput, PredictionOutput, ReplicaConfig, ScaleTier, ScaleType,
+    Scheduling, TrainingInput, TrainingOutput, TuningAlgorithm,
 };
 use serde_json::{Value, json};
 

@@ -180,8 +180,17 @@ impl Server {
             "-H".into(),
             "Content-Type: application/json".into(),
         ]);
+        // Large bodies go through a file (the argument list has a size limit).
+        let _file;
         if let Some(b) = body {
-            args.extend(["--data-binary".into(), b.into()]);
+            if b.len() > 100_000 {
+                let f = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(f.path(), b).unwrap();
+                args.extend(["--data-binary".into(), format!("@{}", f.path().display())]);
+                _file = Some(f);
+            } else {
+                args.extend(["--data-binary".into(), b.into()]);
+            }
         }
         args.push(format!("{}{path}", self.url));
         let out = Command::new("curl").args(&args).output().unwrap();
