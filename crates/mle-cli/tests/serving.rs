@@ -288,3 +288,81 @@ fn versions_are_copies_kserve_and_v2_answer_and_bad_input_never_breaks_the_serve
         stderr(&out)
     );
 }
+
+#[test]
+fn a_scikit_learn_model_converted_to_onnx_predicts_like_scikit_learn() {
+    let dir = tempfile::tempdir().unwrap();
+    let py = test_python();
+    let s = start_server(
+        &dir.path().join("data"),
+        &[("MLE_PYTHON", py.to_str().unwrap())],
+        2,
+    );
+    let job_dir = dir.path().join("sk");
+    let data = examples().join("iris/data");
+    run_expect(
+        s.cli()
+            .current_dir(examples().join("../tests/fixtures/sklearn_trainer"))
+            .args(["jobs", "submit", "training", "iris_sklearn"])
+            .args([
+                "--package-path",
+                "trainer",
+                "--module-name",
+                "trainer.task",
+                "--job-dir",
+            ])
+            .arg(&job_dir)
+            .args(["--stream-logs", "--", "--train-files"])
+            .arg(data.join("train_data.csv"))
+            .arg("--hold-out")
+            .arg(data.join("hold_out_test.csv")),
+        0,
+    );
+    run_expect(s.cli().args(["models", "create", "iris_sk"]), 0);
+    run_expect(
+        s.cli()
+            .args([
+                "versions",
+                "create",
+                "v1",
+                "--model",
+                "iris_sk",
+                "--framework",
+                "onnx",
+                "--origin",
+            ])
+            .arg(job_dir.join("model")),
+        0,
+    );
+    let (_, v) = s.request(
+        "GET",
+        "/v1/projects/default/models/iris_sk/versions/v1",
+        None,
+    );
+    assert_eq!(v["framework"], "ONNX", "{v}");
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(job_dir.join("sklearn_predictions.json")).unwrap(),
+    )
+    .unwrap();
+    let body = json!({"instances": want["rows"]}).to_string();
+    let (code, resp) = s.request(
+        "POST",
+        "/v1/projects/default/models/iris_sk:predict",
+        Some(&body),
+    );
+    assert_eq!(code, 200, "{resp}");
+    let got = classes(&resp);
+    let want: Vec<String> = want["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got.len(), 38);
+    assert_eq!(got, want);
+    // The class names come from the ONNX model itself.
+    assert_eq!(
+        resp["predictions"][0]["classes"],
+        json!(["setosa", "versicolor", "virginica"])
+    );
+}

@@ -3,7 +3,7 @@
 //! so many small requests share the cost of a call.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -61,11 +61,9 @@ fn worker(servable: Arc<Servable>, rx: Receiver<Request>, opts: BatchOptions) {
             let next = match rx.try_recv() {
                 Ok(r) => Some(r),
                 Err(_) if opts.max_wait.is_zero() => None,
-                Err(_) => match rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                {
-                    Ok(r) => Some(r),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                },
+                Err(_) => rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .ok(),
             };
             match next {
                 Some(r) => {

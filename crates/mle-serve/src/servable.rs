@@ -110,27 +110,31 @@ fn onnx_file(dir: &Path) -> Result<PathBuf, ServeError> {
     }
 }
 
-/// Class labels declared by an ONNX-ML classifier node (`classlabels_strings` or
-/// `classlabels_int64s`), if any.
-fn onnx_class_labels(path: &Path) -> Option<Vec<String>> {
-    let proto = tract_onnx::onnx().proto_model_for_path(path).ok()?;
-    let graph = proto.graph?;
-    for node in &graph.node {
-        for a in &node.attribute {
+/// Class labels declared by ONNX-ML classifier nodes (`classlabels_strings` or
+/// `classlabels_int64s`). String labels are replaced by their indices in `proto`: tract runs
+/// integer label outputs only, and serving reads the scores anyway (the names come back here).
+fn take_class_labels(proto: &mut tract_onnx::pb::ModelProto) -> Option<Vec<String>> {
+    let graph = proto.graph.as_mut()?;
+    let mut labels = None;
+    for node in &mut graph.node {
+        for a in &mut node.attribute {
             if a.name == "classlabels_strings" && !a.strings.is_empty() {
-                return Some(
+                labels = Some(
                     a.strings
                         .iter()
                         .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .collect(),
+                        .collect::<Vec<_>>(),
                 );
-            }
-            if a.name == "classlabels_int64s" && !a.ints.is_empty() {
-                return Some(a.ints.iter().map(|i| i.to_string()).collect());
+                a.name = "classlabels_int64s".into();
+                a.r#type = tract_onnx::pb::attribute_proto::AttributeType::Ints as i32;
+                a.ints = (0..a.strings.len() as i64).collect();
+                a.strings.clear();
+            } else if a.name == "classlabels_int64s" && !a.ints.is_empty() && labels.is_none() {
+                labels = Some(a.ints.iter().map(|i| i.to_string()).collect());
             }
         }
     }
-    None
+    labels
 }
 
 /// The parts of `mle_model.json` serving needs.
@@ -182,9 +186,12 @@ impl Servable {
             None
         };
         let path = onnx_file(dir)?;
-        let model = tract_onnx::onnx()
-            .model_for_path(&path)
-            .map_err(|e| load_err(format!("cannot parse {}: {e}", file_name(&path))))?;
+        let onnx = tract_onnx::onnx();
+        let cannot_parse =
+            |e: TractError| load_err(format!("cannot parse {}: {e:#}", file_name(&path)));
+        let mut proto = onnx.proto_model_for_path(&path).map_err(cannot_parse)?;
+        let class_labels = take_class_labels(&mut proto);
+        let model = onnx.model_for_proto_model(&proto).map_err(cannot_parse)?;
         let input_fact = model
             .input_fact(0)
             .map_err(|e| load_err(format!("the model has no input: {e}")))?
@@ -204,7 +211,7 @@ impl Servable {
             .map_err(|e| load_err(format!("cannot set the input shape: {e}")))?;
         let typed = model
             .into_optimized()
-            .map_err(|e| load_err(format!("cannot prepare the model: {e}")))?;
+            .map_err(|e| load_err(format!("cannot prepare the model: {e:#}")))?;
         // Scores: the (last) float output; a label output beside it means a classifier.
         let outputs = typed.output_outlets().map_err(load_err)?.to_vec();
         let facts: Vec<TypedFact> = outputs
@@ -232,8 +239,8 @@ impl Servable {
         let (format, inputs, output) = match manifest {
             Some(m) => (Format::Mle, m.inputs, m.output),
             None => {
-                let output = if has_labels || out_width > 1 && onnx_class_labels(&path).is_some() {
-                    let classes = onnx_class_labels(&path)
+                let output = if has_labels || out_width > 1 && class_labels.is_some() {
+                    let classes = class_labels
                         .filter(|c| c.len() == out_width)
                         .unwrap_or_else(|| (0..out_width).map(|i| i.to_string()).collect());
                     Output::Classification { classes }
