@@ -13,6 +13,7 @@
 
 mod batch;
 mod instance;
+mod native;
 mod offline;
 mod servable;
 

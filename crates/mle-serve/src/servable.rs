@@ -71,6 +71,8 @@ pub struct Servable {
     /// Its interface.
     pub signature: Signature,
     plan: Plan,
+    /// The MLP interpreter, when the graph is a plain MLP (mle exports are).
+    native: Option<crate::native::Native>,
     /// The output holding the scores or values.
     score_output: usize,
 }
@@ -191,6 +193,7 @@ impl Servable {
             |e: TractError| load_err(format!("cannot parse {}: {e:#}", file_name(&path)));
         let mut proto = onnx.proto_model_for_path(&path).map_err(cannot_parse)?;
         let class_labels = take_class_labels(&mut proto);
+        let native = crate::native::Native::from_proto(&proto);
         let model = onnx.model_for_proto_model(&proto).map_err(cannot_parse)?;
         let input_fact = model
             .input_fact(0)
@@ -271,6 +274,7 @@ impl Servable {
                 width: out_width,
             },
             plan,
+            native,
             score_output,
         })
     }
@@ -287,6 +291,41 @@ impl Servable {
         if n == 0 {
             return Ok(Vec::new());
         }
+        if let Some(native) = &self.native {
+            return self.predict_native(native, rows, n, w);
+        }
+        self.predict_with_tract(rows, n)
+    }
+
+    /// Which engine runs this model: `mlp` (the built-in MLP interpreter) or `tract`.
+    pub fn engine(&self) -> &'static str {
+        if self.native.is_some() {
+            "mlp"
+        } else {
+            "tract"
+        }
+    }
+
+    fn predict_native(
+        &self,
+        native: &crate::native::Native,
+        rows: &[f32],
+        n: usize,
+        w: usize,
+    ) -> Result<Vec<f32>, ServeError> {
+        let (out, width) = native.run(rows, n, w).map_err(ServeError::Run)?;
+        if width != self.signature.width {
+            return Err(ServeError::Run(format!(
+                "the model returned {width} values per row, expected {}",
+                self.signature.width
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Runs rows with tract, whatever the graph (the MLP interpreter's cross-check).
+    pub fn predict_with_tract(&self, rows: &[f32], n: usize) -> Result<Vec<f32>, ServeError> {
+        let w = self.signature.inputs.len();
         let input =
             Tensor::from_shape(&[n, w], rows).map_err(|e| ServeError::Run(e.to_string()))?;
         let out = self

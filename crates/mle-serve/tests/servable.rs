@@ -49,9 +49,15 @@ fn mle_bundles_serve_the_trainers_predictions() {
         ];
         let want = bundle.predict(&rows).unwrap();
         let flat: Vec<f32> = rows.concat();
+        // Three independent paths agree: burn's forward pass, the MLP interpreter on the
+        // exported graph, and tract on the same graph.
+        assert_eq!(s.engine(), "mlp");
         let got = s.predict(&flat, 3).unwrap();
-        for (w, g) in want.concat().iter().zip(&got) {
+        let tract = s.predict_with_tract(&flat, 3).unwrap();
+        assert_eq!(got.len(), want.concat().len());
+        for ((w, g), t) in want.concat().iter().zip(&got).zip(&tract) {
             assert!((w - g).abs() < 1e-5, "{w} vs {g}");
+            assert!((t - g).abs() < 1e-5, "{t} vs {g}");
         }
         let first = s.signature.format(&got[..s.signature.width]);
         if classify {
@@ -102,8 +108,10 @@ async fn concurrent_requests_are_batched_without_mixing_results() {
         BatchOptions {
             max_batch: 64,
             max_wait: std::time::Duration::from_millis(2),
+            min_call_cost: std::time::Duration::ZERO,
         },
     ));
+    assert!(b.batching());
     let mut tasks = Vec::new();
     for i in 0..40 {
         let b = b.clone();
@@ -117,4 +125,7 @@ async fn concurrent_requests_are_batched_without_mixing_results() {
         let want = bundle.predict(&[row]).unwrap();
         assert!((want[0][0] - got[0]).abs() < 1e-5);
     }
+    // With the default threshold this 1 µs model runs inline.
+    let inline = Batcher::new(Servable::load(&dir).unwrap(), BatchOptions::default());
+    assert!(!inline.batching());
 }

@@ -63,13 +63,34 @@ pub const MAX_PREDICT_BYTES: usize = 1_572_864;
 /// The project KServe and V2 requests use.
 pub const DEFAULT_PROJECT: &str = "default";
 
-/// Loaded versions, by `(project, model, version)`.
+type RouteKey = (String, String, Option<String>);
+
+/// Loaded versions, by `(project, model, version)`, and the answers of recent
+/// `(project, model, version or default)` lookups, so that a prediction touches no database.
+/// Every change to a version clears the lookups.
 #[derive(Default)]
 pub struct Registry {
     loaded: RwLock<HashMap<(String, String, String), Arc<Batcher>>>,
+    routes: RwLock<HashMap<RouteKey, (String, Arc<Batcher>)>>,
 }
 
 impl Registry {
+    fn route(&self, key: &RouteKey) -> Option<(String, Arc<Batcher>)> {
+        self.routes.read().ok()?.get(key).cloned()
+    }
+
+    fn put_route(&self, key: RouteKey, version: String, b: Arc<Batcher>) {
+        if let Ok(mut m) = self.routes.write() {
+            m.insert(key, (version, b));
+        }
+    }
+
+    fn clear_routes(&self) {
+        if let Ok(mut m) = self.routes.write() {
+            m.clear();
+        }
+    }
+
     fn get(&self, key: &(String, String, String)) -> Option<Arc<Batcher>> {
         self.loaded.read().ok()?.get(key).cloned()
     }
@@ -84,6 +105,7 @@ impl Registry {
         if let Ok(mut m) = self.loaded.write() {
             m.remove(key);
         }
+        self.clear_routes();
     }
 }
 
@@ -270,6 +292,7 @@ async fn delete_model(
         )),
         r => r.map_err(ApiError::from),
     }?;
+    s.serving.clear_routes();
     let _ = std::fs::remove_dir_all(s.cfg.data_dir.join("models").join(&project).join(&model));
     let op = finished_operation(&s, &project, "DELETE_MODEL", &model, None, None).await?;
     Ok(Json(serde_json::to_value(op).unwrap_or_default()))
@@ -673,11 +696,12 @@ impl Scheduler {
             let mut v: Version = decode(&rec);
             f(&mut v);
             let body = serde_json::to_string(&v).unwrap_or_default();
-            match self
+            let r = self
                 .store
                 .update_resource("version", project, model, version, rec.etag, &body)
-                .await
-            {
+                .await;
+            self.serving.clear_routes();
+            match r {
                 Err(StoreError::Conflict { .. }) => continue,
                 r => return r.map(|r| version_out(&r)),
             }
@@ -991,6 +1015,27 @@ fn json_body(raw: Result<Bytes, BytesRejection>) -> Result<Value, PredictError> 
     serde_json::from_slice(&bytes).map_err(|e| PredictError::bad(format!("malformed JSON: {e}")))
 }
 
+/// The batcher serving `version` (or the default) of `model`, and the version's name.
+async fn route(
+    s: &Scheduler,
+    project: &str,
+    model: &str,
+    version: Option<&str>,
+) -> Result<(String, Arc<Batcher>), PredictError> {
+    let key = (
+        project.to_string(),
+        model.to_string(),
+        version.map(String::from),
+    );
+    if let Some(hit) = s.serving.route(&key) {
+        return Ok(hit);
+    }
+    let resolved = resolve(s, project, model, version).await?;
+    let b = s.batcher(project, model, &resolved).await?;
+    s.serving.put_route(key, resolved.clone(), b.clone());
+    Ok((resolved, b))
+}
+
 /// `{"instances": [...]}` → `{"predictions": [...]}` with version `version` of `model`.
 async fn predict_instances(
     s: &Scheduler,
@@ -999,8 +1044,7 @@ async fn predict_instances(
     version: Option<&str>,
     req: Value,
 ) -> Result<Json<Value>, PredictError> {
-    let version = resolve(s, project, model, version).await?;
-    let b = s.batcher(project, model, &version).await?;
+    let (_, b) = route(s, project, model, version).await?;
     let sig = &b.servable.signature;
     let instances = req
         .get("instances")
@@ -1142,8 +1186,7 @@ async fn v2_run(
     version: Option<&str>,
     req: Value,
 ) -> Result<Json<Value>, PredictError> {
-    let resolved = resolve(s, DEFAULT_PROJECT, model, version).await?;
-    let b = s.batcher(DEFAULT_PROJECT, model, &resolved).await?;
+    let (resolved, b) = route(s, DEFAULT_PROJECT, model, version).await?;
     let sig = &b.servable.signature;
     let inputs = req["inputs"]
         .as_array()
