@@ -15,8 +15,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MLE = os.path.join(ROOT, "target/release/mle")
-LOAD = os.path.join(ROOT, "target/release/mle-bench-serve")
+PROFILE = os.environ.get("PROFILE", "dist")
+MLE = os.path.join(ROOT, "target", PROFILE, "mle")
+LOAD = os.path.join(ROOT, "target", PROFILE, "mle-bench-serve")
 PY = os.path.join(ROOT, "bench/.venv/bin/python")
 SECS = float(sys.argv[1]) if len(sys.argv) > 1 else 8.0
 CONNS = int(sys.argv[2]) if len(sys.argv) > 2 else 16
@@ -106,7 +107,7 @@ def main():
             [PY, "-c", "import fastapi, uvicorn, onnxruntime; print('fastapi', fastapi.__version__, 'uvicorn', uvicorn.__version__, 'onnxruntime', onnxruntime.__version__)"],
             capture_output=True, text=True).stdout.strip()
         print()
-        print("peer: %s; %d connections, %.0f s per run" % (versions, CONNS, SECS))
+        print("peer: %s; %d connections, %.0f s per run, cargo profile %s" % (versions, CONNS, SECS, PROFILE))
         print("| target | instances/request | requests/s | p50 ms | p99 ms | errors |")
         print("|---|---:|---:|---:|---:|---:|")
         for n in (1, 64):

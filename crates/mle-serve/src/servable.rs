@@ -64,6 +64,65 @@ impl Signature {
     }
 }
 
+/// Appends an f32 as a JSON number with its shortest round-trip digits (`null` if not finite).
+fn push_number(out: &mut String, v: f32) {
+    use std::fmt::Write;
+    if v.is_finite() {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str("null");
+    }
+}
+
+impl Signature {
+    /// `{"predictions": [...]}` for `out` (rows of `width` values) as JSON text, written
+    /// directly (the same document as [`Signature::format`] per row, without building values).
+    pub fn predictions_json(&self, out: &[f32]) -> String {
+        let mut s = String::with_capacity(16 + out.len() * 12);
+        s.push_str("{\"predictions\":[");
+        let classes = match &self.output {
+            Output::Classification { classes } => {
+                Some(serde_json::to_string(classes).unwrap_or_else(|_| "[]".into()))
+            }
+            Output::Regression => None,
+        };
+        for (i, row) in out.chunks(self.width.max(1)).enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            match &classes {
+                None if row.len() == 1 => push_number(&mut s, row[0]),
+                None => {
+                    s.push('[');
+                    for (j, v) in row.iter().enumerate() {
+                        if j > 0 {
+                            s.push(',');
+                        }
+                        push_number(&mut s, *v);
+                    }
+                    s.push(']');
+                }
+                Some(names) => {
+                    s.push_str("{\"classes\":");
+                    s.push_str(names);
+                    s.push_str(",\"scores\":[");
+                    let two = row.len() == 1 && names.matches(',').count() == 1;
+                    let scores: &[f32] = if two { &[1.0 - row[0], row[0]] } else { row };
+                    for (j, v) in scores.iter().enumerate() {
+                        if j > 0 {
+                            s.push(',');
+                        }
+                        push_number(&mut s, *v);
+                    }
+                    s.push_str("]}");
+                }
+            }
+        }
+        s.push_str("]}");
+        s
+    }
+}
+
 type Plan = TypedRunnableModel<TypedModel>;
 
 /// A loaded, optimised model, ready for concurrent use.

@@ -59,6 +59,14 @@ fn mle_bundles_serve_the_trainers_predictions() {
             assert!((w - g).abs() < 1e-5, "{w} vs {g}");
             assert!((t - g).abs() < 1e-5, "{t} vs {g}");
         }
+        // The directly written response is the same document as the per-row values.
+        let doc: serde_json::Value =
+            serde_json::from_str(&s.signature.predictions_json(&got)).unwrap();
+        let rows: Vec<serde_json::Value> = got
+            .chunks(s.signature.width)
+            .map(|r| s.signature.format(r))
+            .collect();
+        assert_eq!(doc, json!({"predictions": rows}));
         let first = s.signature.format(&got[..s.signature.width]);
         if classify {
             assert_eq!(

@@ -63,7 +63,19 @@ pub const MAX_PREDICT_BYTES: usize = 1_572_864;
 /// The project KServe and V2 requests use.
 pub const DEFAULT_PROJECT: &str = "default";
 
-type RouteKey = (String, String, Option<String>);
+/// `project/model/version` (`project/model/` for the default version).
+type RouteKey = String;
+
+fn route_key(project: &str, model: &str, version: Option<&str>) -> RouteKey {
+    let v = version.unwrap_or("");
+    let mut k = String::with_capacity(project.len() + model.len() + v.len() + 2);
+    k.push_str(project);
+    k.push('/');
+    k.push_str(model);
+    k.push('/');
+    k.push_str(v);
+    k
+}
 
 /// Loaded versions, by `(project, model, version)`, and the answers of recent
 /// `(project, model, version or default)` lookups, so that a prediction touches no database.
@@ -1022,11 +1034,7 @@ async fn route(
     model: &str,
     version: Option<&str>,
 ) -> Result<(String, Arc<Batcher>), PredictError> {
-    let key = (
-        project.to_string(),
-        model.to_string(),
-        version.map(String::from),
-    );
+    let key = route_key(project, model, version);
     if let Some(hit) = s.serving.route(&key) {
         return Ok(hit);
     }
@@ -1043,7 +1051,7 @@ async fn predict_instances(
     model: &str,
     version: Option<&str>,
     req: Value,
-) -> Result<Json<Value>, PredictError> {
+) -> Result<Response, PredictError> {
     let (_, b) = route(s, project, model, version).await?;
     let sig = &b.servable.signature;
     let instances = req
@@ -1052,15 +1060,18 @@ async fn predict_instances(
     let rows = mle_serve::parse_instances(instances, sig)?;
     let n = rows.len() / sig.inputs.len();
     let out = b.predict(rows, n).await?;
-    let predictions: Vec<Value> = out.chunks(sig.width).map(|r| sig.format(r)).collect();
-    Ok(Json(json!({"predictions": predictions})))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        sig.predictions_json(&out),
+    )
+        .into_response())
 }
 
 async fn model_action(
     State(s): State<Arc<Scheduler>>,
     Path((project, segment)): Path<(String, String)>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, PredictError> {
+) -> Result<Response, PredictError> {
     let Some(model) = segment.strip_suffix(":predict") else {
         return Err(PredictError::new(
             StatusCode::NOT_FOUND,
@@ -1089,9 +1100,7 @@ async fn version_action(
         ));
     };
     let req = json_body(raw)?;
-    Ok(predict_instances(&s, &project, &model, Some(version), req)
-        .await?
-        .into_response())
+    predict_instances(&s, &project, &model, Some(version), req).await
 }
 
 async fn kserve_status(
@@ -1109,7 +1118,7 @@ async fn kserve_predict(
     State(s): State<Arc<Scheduler>>,
     Path(segment): Path<String>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, PredictError> {
+) -> Result<Response, PredictError> {
     let Some(model) = segment.strip_suffix(":predict") else {
         return Err(PredictError::new(
             StatusCode::NOT_FOUND,

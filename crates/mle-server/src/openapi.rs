@@ -14,6 +14,10 @@ use mle_api::{
 use serde_json::{Value, json};
 
 use crate::jobs::{JOB, JOB_LOGS, JOBS};
+use crate::models::{
+    KSERVE_MODEL, MODEL, MODELS, OPERATION, OPERATIONS, V2_INFER, V2_LIVE, V2_MODEL,
+    V2_MODEL_READY, V2_READY, V2_VERSION_INFER, VERSION, VERSIONS,
+};
 
 /// A JSON schema describing the shape of `v` (objects, arrays and scalar types).
 fn schema_of(v: &Value) -> Value {
@@ -147,6 +151,37 @@ fn full_job() -> Job {
     }
 }
 
+fn full_version() -> mle_api::Version {
+    mle_api::Version {
+        name: "projects/p/models/m/versions/v".into(),
+        description: "d".into(),
+        is_default: true,
+        deployment_uri: "/d".into(),
+        create_time: "t".into(),
+        last_use_time: "t".into(),
+        runtime_version: "r".into(),
+        python_version: "p".into(),
+        machine_type: "m".into(),
+        framework: mle_api::Framework::Mle,
+        state: mle_api::VersionState::Ready,
+        error_message: "e".into(),
+        labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
+        etag: "1".into(),
+    }
+}
+
+fn full_model() -> mle_api::Model {
+    mle_api::Model {
+        name: "projects/p/models/m".into(),
+        description: "d".into(),
+        default_version: Some(full_version()),
+        regions: vec!["r".into()],
+        online_prediction_logging: true,
+        labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
+        etag: "1".into(),
+    }
+}
+
 /// The OpenAPI document.
 pub fn spec() -> Value {
     let mut job = schema_of(&serde_json::to_value(full_job()).expect("jobs serialise"));
@@ -199,12 +234,65 @@ pub fn spec() -> Value {
     let job_param = json!({"name": "job", "in": "path", "required": true, "schema": {"type": "string"}, "description": "job id; `POST` on `{job}:cancel` cancels the job"});
     let job_ref = json!({"$ref": "#/components/schemas/Job"});
     let q = |name: &str, t: &str, d: &str| json!({"name": name, "in": "query", "schema": {"type": t}, "description": d});
-    json!({
+    let model = schema_of(&serde_json::to_value(full_model()).expect("models serialise"));
+    let version = schema_of(&serde_json::to_value(full_version()).expect("versions serialise"));
+    let operation = schema_of(
+        &json!({"name": "n", "metadata": {"@type": "t", "operationType": "CREATE_VERSION", "modelName": "m", "createTime": "t", "endTime": "t"}, "done": true, "error": {"code": 3, "message": "m"}, "response": {}}),
+    );
+    let model_ref = json!({"$ref": "#/components/schemas/Model"});
+    let version_ref = json!({"$ref": "#/components/schemas/Version"});
+    let op_ref = json!({"$ref": "#/components/schemas/Operation"});
+    let path_param = |name: &str, d: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}, "description": d});
+    let predict_err = json!({"description": "bad input, unknown model or version, body over 1.5 MB", "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}});
+    let predict_body = json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {"instances": {"type": "array", "items": {"description": "a list of numbers in signature order, an object of named features, or a CSV line"}}}}}}});
+    let predict_ok = ok(
+        json!({"type": "object", "properties": {"predictions": {"type": "array", "items": {"description": "a number (regression) or {classes, scores}"}}}}),
+    );
+    let mut paths = serde_json::Map::new();
+    paths.insert(MODELS.into(), json!({
+        "parameters": [project.clone()],
+        "post": {"summary": "Create a model", "requestBody": {"content": {"application/json": {"schema": model_ref}}}, "responses": {"200": ok(model_ref.clone()), "400": err("invalid model"), "409": err("the model exists")}},
+        "get": {"summary": "List models", "parameters": [q("pageSize", "integer", "default 20, at most 100"), q("pageToken", "string", "")], "responses": {"200": ok(json!({"type": "object", "properties": {"models": {"type": "array", "items": model_ref}, "nextPageToken": {"type": "string"}}}))}},
+    }));
+    paths.insert(MODEL.into(), json!({
+        "parameters": [project.clone(), path_param("model", "model id; `POST` on `{model}:predict` predicts with the default version")],
+        "get": {"summary": "Get a model (with its default version)", "responses": {"200": ok(model_ref.clone()), "404": err("no such model")}},
+        "delete": {"summary": "Delete a model without versions", "responses": {"200": ok(op_ref.clone()), "400": err("the model has versions"), "404": err("no such model")}},
+        "patch": {"summary": "Update description/labels", "parameters": [q("updateMask", "string", "description,labels")], "responses": {"200": ok(op_ref.clone())}},
+        "post": {"summary": "`{model}:predict`", "requestBody": predict_body.clone(), "responses": {"200": predict_ok.clone(), "4XX": predict_err.clone()}},
+    }));
+    paths.insert(VERSIONS.into(), json!({
+        "parameters": [project.clone(), path_param("model", "model id")],
+        "post": {"summary": "Create a version from `deploymentUri` (copied); returns an operation", "requestBody": {"content": {"application/json": {"schema": version_ref}}}, "responses": {"200": ok(op_ref.clone()), "400": err("invalid version"), "404": err("no such model"), "409": err("the version exists")}},
+        "get": {"summary": "List versions", "responses": {"200": ok(json!({"type": "object", "properties": {"versions": {"type": "array", "items": version_ref}, "nextPageToken": {"type": "string"}}}))}},
+    }));
+    paths.insert(VERSION.into(), json!({
+        "parameters": [project.clone(), path_param("model", "model id"), path_param("version", "version id; `POST` on `{version}:predict` or `{version}:setDefault`")],
+        "get": {"summary": "Get a version", "responses": {"200": ok(version_ref.clone()), "404": err("no such version")}},
+        "delete": {"summary": "Delete a version (not the default while others remain)", "responses": {"200": ok(op_ref.clone())}},
+        "patch": {"summary": "Update description/labels", "parameters": [q("updateMask", "string", "description,labels")], "responses": {"200": ok(op_ref.clone())}},
+        "post": {"summary": "`{version}:predict` or `{version}:setDefault`", "requestBody": predict_body.clone(), "responses": {"200": predict_ok.clone(), "4XX": predict_err.clone()}},
+    }));
+    paths.insert(OPERATIONS.into(), json!({"parameters": [project.clone()], "get": {"summary": "List operations", "responses": {"200": ok(json!({"type": "object", "properties": {"operations": {"type": "array", "items": op_ref}}}))}}}));
+    paths.insert(OPERATION.into(), json!({"parameters": [project.clone(), path_param("operation", "operation id")], "get": {"summary": "Get an operation", "responses": {"200": ok(op_ref.clone()), "404": err("no such operation")}}}));
+    paths.insert(KSERVE_MODEL.into(), json!({
+        "parameters": [path_param("model", "model of project `default`; `POST` on `{model}:predict`")],
+        "get": {"summary": "KServe V1 model status", "responses": {"200": ok(json!({"type": "object", "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}}))}},
+        "post": {"summary": "KServe V1 `{model}:predict`", "requestBody": predict_body, "responses": {"200": predict_ok, "4XX": predict_err.clone()}},
+    }));
+    paths.insert(V2_LIVE.into(), json!({"get": {"summary": "V2 liveness (no authentication)", "security": [], "responses": {"200": {"description": "{\"live\": true}"}}}}));
+    paths.insert(V2_READY.into(), json!({"get": {"summary": "V2 readiness (no authentication)", "security": [], "responses": {"200": {"description": "{\"ready\": true}"}}}}));
+    paths.insert(V2_MODEL.into(), json!({"parameters": [path_param("model", "model of project `default`")], "get": {"summary": "V2 model metadata", "responses": {"200": {"description": "name, versions, platform, inputs, outputs"}, "4XX": predict_err.clone()}}}));
+    paths.insert(V2_MODEL_READY.into(), json!({"parameters": [path_param("model", "model of project `default`")], "get": {"summary": "V2 model readiness", "responses": {"200": {"description": "ready"}, "4XX": predict_err.clone()}}}));
+    let infer = json!({"summary": "V2 inference: one FP32 input tensor [N, features]", "responses": {"200": {"description": "outputs: `output` [N, width] FP32, and `label` [N] BYTES for classifiers"}, "4XX": predict_err}});
+    paths.insert(V2_INFER.into(), json!({"parameters": [path_param("model", "model of project `default`")], "post": infer.clone()}));
+    paths.insert(V2_VERSION_INFER.into(), json!({"parameters": [path_param("model", "model"), path_param("version", "version")], "post": infer}));
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "mle job service (ml/v1 shapes)", "version": env!("CARGO_PKG_VERSION")},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "the token in <data-dir>/token"}},
-            "schemas": {"Job": job, "Error": error},
+            "schemas": {"Job": job, "Error": error, "Model": model, "Version": version, "Operation": operation},
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -236,7 +324,11 @@ pub fn spec() -> Value {
                             "time": {"type": "number"}, "severity": {"type": "string"}, "task": {"type": "string"}, "trial": {"type": "string"}, "message": {"type": "string"}}}}}}))}},
             },
         },
-    })
+    });
+    if let Some(p) = doc["paths"].as_object_mut() {
+        p.extend(paths);
+    }
+    doc
 }
 
 #[cfg(test)]
