@@ -146,6 +146,7 @@ fn a_python_trainer_using_cloudml_hypertune_is_tuned_within_its_ranges() {
     assert_eq!(job["state"], "SUCCEEDED", "{job}");
     let t = trials(&job);
     assert_eq!(t.len(), 6, "{job}");
+    assert!(t.iter().all(|t| t["state"] == "SUCCEEDED"), "{job}");
     for w in t.windows(2) {
         assert!(
             objective(&w[0]) <= objective(&w[1]),

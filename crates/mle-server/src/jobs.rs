@@ -31,7 +31,8 @@ pub fn router() -> Router<Arc<Scheduler>> {
         .route(JOB_LOGS, get(logs))
 }
 
-fn valid_project(p: &str) -> Result<(), ApiError> {
+/// Project names: letters, digits, '-' and '_', at most 63.
+pub(crate) fn valid_project(p: &str) -> Result<(), ApiError> {
     let ok = !p.is_empty()
         && p.len() <= 63
         && p.chars()
@@ -46,7 +47,8 @@ fn valid_project(p: &str) -> Result<(), ApiError> {
     }
 }
 
-fn body(r: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError> {
+/// A JSON request body, or a 400 naming the parse error.
+pub(crate) fn body(r: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError> {
     r.map(|Json(v)| v).map_err(|e| {
         ApiError::Invalid(vec![FieldViolation::new(
             "body",

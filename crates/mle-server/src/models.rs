@@ -29,6 +29,7 @@ use mle_store::{Resource, StoreError};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::jobs::{body, valid_project};
 use crate::scheduler::{Scheduler, inside, now_rfc3339};
 
 /// Models of a project.
@@ -161,11 +162,6 @@ fn invalid(field: &str, why: impl Into<String>) -> ApiError {
     ApiError::Invalid(vec![FieldViolation::new(field, why)])
 }
 
-fn body(r: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError> {
-    r.map(|Json(v)| v)
-        .map_err(|e| invalid("body", format!("malformed JSON: {}", e.body_text())))
-}
-
 fn decode<T: serde::de::DeserializeOwned + Default>(r: &Resource) -> T {
     serde_json::from_str(&r.body).unwrap_or_default()
 }
@@ -176,21 +172,6 @@ fn model_name(project: &str, model: &str) -> String {
 
 fn version_name(project: &str, model: &str, version: &str) -> String {
     format!("projects/{project}/models/{model}/versions/{version}")
-}
-
-fn valid_project(p: &str) -> Result<(), ApiError> {
-    let ok = !p.is_empty()
-        && p.len() <= 63
-        && p.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "parent",
-            "project names hold letters, digits, '-' and '_'",
-        ))
-    }
 }
 
 fn page(q: &HashMap<String, String>) -> Result<(i64, i64), ApiError> {

@@ -392,6 +392,9 @@ impl Scheduler {
             let job = decode(rec);
             let run = self.run_dir(&rec.project, &rec.job_id);
             let key = (rec.project.clone(), rec.job_id.clone());
+            // Liveness before the result: a supervisor writes result.json and then exits, so
+            // "not alive" followed by "no result" means it really died without one.
+            let alive = run.live_supervisor().is_some();
             if let Some(o) = run.read_result() {
                 let state = match o.state.as_str() {
                     "SUCCEEDED" => JobState::Succeeded,
@@ -432,7 +435,7 @@ impl Scheduler {
                 used += slots_needed(&job);
                 continue;
             }
-            if preparing_here || run.live_supervisor().is_some() {
+            if preparing_here || alive {
                 used += slots_needed(&job);
                 continue;
             }

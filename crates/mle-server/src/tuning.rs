@@ -307,6 +307,9 @@ impl Scheduler {
             .collect();
         for trial in trials.iter_mut().filter(|t| t.state == JobState::Running) {
             let tr = run.trial(&trial.trial_id);
+            // Liveness before the result (see the scheduler's tick): no race with an exiting
+            // supervisor that has just written its result.
+            let alive = tr.live_supervisor().is_some();
             let result = tr.read_result();
             if result.is_some() || self.metrics_due(project, &job.job_id, &trial.trial_id) {
                 let output = out_root.as_ref().map(|r| r.join(&trial.trial_id));
@@ -355,7 +358,7 @@ impl Scheduler {
                 }
                 continue;
             }
-            if tr.live_supervisor().is_none() {
+            if !alive {
                 if !tr.pid_file().exists() {
                     // Recorded but not started yet (new, or the server stopped in between).
                     if let Err(e) = self.launch_trial(job, &run, spec, trial) {
