@@ -74,13 +74,17 @@ fn tensor(t: &TensorProto) -> Option<Mat> {
 
 /// erf by Abramowitz & Stegun, "Handbook of Mathematical Functions", 7.1.26 (|error| ≤ 1.5e-7).
 fn erf(x: f32) -> f32 {
+    const A: [f64; 5] = [
+        0.254_829_592,
+        -0.284_496_736,
+        1.421_413_741,
+        -1.453_152_027,
+        1.061_405_429,
+    ];
     let x = f64::from(x);
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let y = 1.0
-        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
-            + 0.254_829_592)
-            * t
-            * (-x * x).exp();
+    let poly = A.iter().rev().fold(0.0, |acc, a| acc * t + a) * t;
+    let y = 1.0 - poly * (-x * x).exp();
     (if x >= 0.0 { y } else { -y }) as f32
 }
 

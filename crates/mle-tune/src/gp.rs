@@ -246,19 +246,23 @@ fn pdf(z: f64) -> f64 {
 
 /// Standard normal CDF via erfc (Numerical Recipes' Chebyshev fit, |error| < 1.2e-7).
 fn cdf(z: f64) -> f64 {
+    // erfc(x) ≈ t·exp(-x² + P(t)), t = 1/(1 + x/2), P's coefficients lowest degree first.
+    const P: [f64; 10] = [
+        -1.265_512_23,
+        1.000_023_68,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_203_98,
+        1.488_515_87,
+        -0.822_152_23,
+        0.170_872_77,
+    ];
     let x = -z / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let y = t
-        * (-x * x - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
+    let poly = P.iter().rev().fold(0.0, |acc, c| acc * t + c);
+    let y = t * (-x * x + poly).exp();
     let erfc = if x >= 0.0 { y } else { 2.0 - y };
     0.5 * erfc
 }
