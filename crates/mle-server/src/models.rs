@@ -189,11 +189,14 @@ fn page(q: &HashMap<String, String>) -> Result<(i64, i64), ApiError> {
     Ok((size, after))
 }
 
-fn paged(recs: Vec<Resource>, size: i64, key: &str, f: impl Fn(&Resource) -> Value) -> Value {
-    let more = recs.len() as i64 > size;
+/// A list response: the page's items under `key`, and `nextPageToken` when `recs` (fetched with
+/// one row more than `size`) holds more.
+fn paged(recs: &[Resource], size: i64, key: &str, items: Vec<Value>) -> Value {
     let page = &recs[..recs.len().min(size as usize)];
-    let mut out = json!({ key: page.iter().map(f).collect::<Vec<_>>() });
-    if more && let Some(last) = page.last() {
+    let mut out = json!({ key: items });
+    if recs.len() as i64 > size
+        && let Some(last) = page.last()
+    {
         out["nextPageToken"] = json!(last.seq.to_string());
     }
     out
@@ -265,9 +268,7 @@ async fn list_models(
             serde_json::to_value(model_with_default(&s, &project, r).await).unwrap_or_default(),
         );
     }
-    let mut out = paged(recs, size, "models", |_| Value::Null);
-    out["models"] = Value::Array(models);
-    Ok(Json(out))
+    Ok(Json(paged(&recs, size, "models", models)))
 }
 
 async fn delete_model(
@@ -785,9 +786,12 @@ async fn list_versions(
         .store
         .list_resources("version", &project, &model, after, size + 1)
         .await?;
-    Ok(Json(paged(recs, size, "versions", |r| {
-        serde_json::to_value(version_out(r)).unwrap_or_default()
-    })))
+    let items = recs
+        .iter()
+        .take(size as usize)
+        .map(|r| serde_json::to_value(version_out(r)).unwrap_or_default())
+        .collect();
+    Ok(Json(paged(&recs, size, "versions", items)))
 }
 
 async fn delete_version(
@@ -906,9 +910,12 @@ async fn list_operations(
         .store
         .list_resources("operation", &project, "", after, size + 1)
         .await?;
-    Ok(Json(paged(recs, size, "operations", |r| {
-        serde_json::from_str(&r.body).unwrap_or_default()
-    })))
+    let items = recs
+        .iter()
+        .take(size as usize)
+        .map(|r| serde_json::from_str(&r.body).unwrap_or_default())
+        .collect();
+    Ok(Json(paged(&recs, size, "operations", items)))
 }
 
 // ---- prediction ----
