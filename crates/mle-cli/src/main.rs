@@ -52,6 +52,13 @@ enum Command {
     /// Internal: run a batch prediction job (started by the job's supervisor).
     #[command(hide = true)]
     ExecPredict(serving::ExecPredictArgs),
+    /// Run one replica of a job inside a Slurm job step (started through srun by
+    /// `mle server --backend slurm`; SLURM_PROCID picks the replica: 0 the primary, then
+    /// workers, parameter servers and evaluators).
+    Replica {
+        /// The job's (or tuning trial's) run directory, shared by every node.
+        run_dir: std::path::PathBuf,
+    },
     /// Internal: supervise one job's replicas (started by the server).
     #[command(hide = true)]
     ExecSupervise {
@@ -68,6 +75,7 @@ fn main() {
         Command::Server(args) => service::server(args),
         Command::Jobs { command, conn } => service::jobs(command, conn),
         Command::ExecSupervise { run_dir } => service::supervise(run_dir),
+        Command::Replica { run_dir } => service::replica(run_dir),
         Command::Models { command, conn } => serving::models(command, conn),
         Command::Versions { command, conn } => serving::versions(command, conn),
         Command::Predict(args) => serving::predict(*args),

@@ -33,14 +33,59 @@ pub struct ServerArgs {
     /// Refuse job dirs and packages outside this directory (symlinks and `..` resolved first).
     #[arg(long, value_name = "DIR")]
     allow_root: Option<PathBuf>,
+    /// Where jobs run: `local` (supervised processes on this machine) or `slurm` (one Slurm
+    /// job per training job or tuning trial, through sbatch/srun; SLURM_CONF and PATH select
+    /// the cluster, and the data dir must be on a file system every node shares).
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    backend: BackendKind,
+    /// Slurm partition for the jobs (default: the cluster's default partition).
+    #[arg(long, value_name = "NAME")]
+    slurm_partition: Option<String>,
+    /// An extra sbatch argument, passed verbatim (repeatable), e.g. `--slurm-sbatch-arg=--account=ml`.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    slurm_sbatch_arg: Vec<String>,
+}
+
+/// `mle server --backend`.
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendKind {
+    /// Supervised processes on this machine.
+    Local,
+    /// Slurm jobs.
+    Slurm,
 }
 
 pub fn server(a: ServerArgs) -> Result<i32> {
     let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
+    let mle_exe = std::env::current_exe().context("locating the mle binary")?;
+    let backend = match a.backend {
+        BackendKind::Local => mle_exec::Backend::Local {
+            mle_exe: mle_exe.clone(),
+        },
+        BackendKind::Slurm => {
+            // Fail at start-up, not at the first job, when the cluster cannot be reached.
+            let out = std::process::Command::new("sinfo")
+                .args(["-h", "-o", "%P"])
+                .output()
+                .context("--backend slurm: cannot run sinfo (is Slurm installed and on PATH?)")?;
+            if !out.status.success() {
+                bail!(
+                    "--backend slurm: the Slurm controller does not answer (is SLURM_CONF right?): {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            mle_exec::Backend::Slurm(mle_exec::Slurm::new(
+                mle_exe.clone(),
+                a.slurm_partition.clone(),
+                a.slurm_sbatch_arg.clone(),
+            ))
+        }
+    };
     let cfg = mle_server::Config {
         data_dir: data_dir.clone(),
         slots: a.slots.max(1),
-        mle_exe: std::env::current_exe().context("locating the mle binary")?,
+        mle_exe,
+        backend,
         python: std::env::var("MLE_PYTHON").unwrap_or_else(|_| "python3".into()),
         allow_root: match a.allow_root {
             Some(r) => Some(
@@ -60,6 +105,11 @@ pub fn server(a: ServerArgs) -> Result<i32> {
 pub fn supervise(run_dir: PathBuf) -> Result<i32> {
     let o = mle_exec::supervise(&mle_exec::RunDir(run_dir)).context("supervising the job")?;
     Ok(if o.state == "SUCCEEDED" { 0 } else { 1 })
+}
+
+/// `mle replica RUN_DIR` (run by srun in every task of a Slurm job).
+pub fn replica(run_dir: PathBuf) -> Result<i32> {
+    mle_exec::replica(&mle_exec::RunDir(run_dir)).context("running the replica")
 }
 
 /// How to reach the server.

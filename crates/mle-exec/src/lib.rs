@@ -11,11 +11,21 @@
 //!
 //! Each replica runs in its own process group; stopping a job signals every group, so nothing
 //! a trainer started survives a cancel.
+//!
+//! The same run directory can instead become a Slurm job ([`Backend::Slurm`], [`slurm`]): one
+//! task per replica, each running the [`replica`] shim, which adds `slurm_job`,
+//! `cancel_requested` and Slurm's output files (`logs/slurm-*.log`) to the contract above.
 
+mod backend;
 mod plan;
+pub mod replica;
+pub mod slurm;
 mod supervise;
 
+pub use backend::Backend;
 pub use plan::{JobPlan, ReplicaPlan, RunDir};
+pub use replica::replica;
+pub use slurm::{Resources, Slurm};
 pub use supervise::{Outcome, stop_groups, supervise};
 
 /// Errors of the executor.
@@ -37,4 +47,7 @@ pub enum ExecError {
         /// What is wrong.
         why: String,
     },
+    /// A Slurm task cannot run its replica.
+    #[error("{0}")]
+    Replica(String),
 }

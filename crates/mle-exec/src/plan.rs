@@ -187,10 +187,35 @@ impl RunDir {
                 let Ok(text) = std::fs::read_to_string(e.path()) else {
                     continue;
                 };
-                out.extend(
-                    text.lines()
-                        .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
-                );
+                // Lines that are not ours (Slurm's own messages in its output files) keep
+                // their file's name as the task and its modification time.
+                let task = e
+                    .path()
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let mtime = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0.0, |d| d.as_secs_f64());
+                // Only whole lines: the last one may still be being written.
+                let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+                out.extend(whole.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| {
+                    match serde_json::from_str::<Value>(l) {
+                        Ok(v) if v.is_object() => Some(v),
+                        _ if l.starts_with('{') => None,
+                        _ => {
+                            let severity = if l.to_ascii_lowercase().contains("error") {
+                                "ERROR"
+                            } else {
+                                "INFO"
+                            };
+                            Some(json!({"time": mtime, "severity": severity, "task": task, "message": l}))
+                        }
+                    }
+                }));
             }
         }
         out.sort_by(|a, b| {

@@ -31,13 +31,14 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Copies one output stream of a replica into its log file, one JSON object per line.
-fn pump(
+/// Copies one output stream of a replica into `log` (its log file, or a Slurm task's standard
+/// output), one JSON object per line.
+pub(crate) fn pump(
     stream: impl std::io::Read + Send + 'static,
     severity: &'static str,
     task: String,
     trial: Option<String>,
-    log: Arc<Mutex<std::fs::File>>,
+    log: Arc<Mutex<dyn Write + Send>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
@@ -49,6 +50,7 @@ fn pump(
             }
             if let Ok(mut f) = log.lock() {
                 let _ = writeln!(f, "{rec}");
+                let _ = f.flush();
             }
         }
     })
@@ -91,7 +93,7 @@ pub fn stop_groups(children: &mut [&mut Child], grace: Duration) {
     }
 }
 
-fn exit_text(status: std::process::ExitStatus) -> String {
+pub(crate) fn exit_text(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit status {c}"),
@@ -125,7 +127,7 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
                 path: path.clone(),
                 source,
             })?;
-        let log = Arc::new(Mutex::new(log));
+        let log: Arc<Mutex<dyn Write + Send>> = Arc::new(Mutex::new(log));
         let mut cmd = Command::new(&r.program);
         cmd.args(&r.args)
             .envs(r.env.iter().cloned())

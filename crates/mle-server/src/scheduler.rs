@@ -4,7 +4,6 @@
 //! requeues interrupted preparations and fails jobs whose supervisor vanished).
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +26,8 @@ pub struct Config {
     pub python: String,
     /// When set, job dirs and packages must lie inside this directory.
     pub allow_root: Option<PathBuf>,
+    /// Where jobs run: supervised on this machine, or as Slurm jobs.
+    pub backend: mle_exec::Backend,
 }
 
 /// Resolves `path` as the file system will: symlinks and `..` in the part that exists are
@@ -125,6 +126,54 @@ pub fn slots_needed(job: &Job) -> usize {
         let parallel = t.hyperparameters.as_ref().map_or(1, |h| h.parallel());
         (1 + w + p + e).saturating_mul(parallel)
     })
+}
+
+/// What each replica (each Slurm task) of a training job asks for: the largest of the machine
+/// types it names, one CPU when it names none (the scale tiers). One srun step gives every
+/// task the same resources; per-role sizes would need heterogeneous jobs, which Slurm does not
+/// start on a single node.
+pub fn task_resources(t: &TrainingInput) -> mle_exec::Resources {
+    let mut r = mle_exec::Resources::default();
+    let roles = [
+        (&t.master_type, &t.master_config, true),
+        (&t.worker_type, &t.worker_config, t.worker_count.0 > 0),
+        (
+            &t.parameter_server_type,
+            &t.parameter_server_config,
+            t.parameter_server_count.0 > 0,
+        ),
+        (
+            &t.evaluator_type,
+            &t.evaluator_config,
+            t.evaluator_count.0 > 0,
+        ),
+    ];
+    for (kind, config, used) in roles {
+        if !used {
+            continue;
+        }
+        if let Some(m) = mle_api::machine(kind) {
+            r.cpus = r.cpus.max(m.cpus);
+            r.mem_mb = Some(
+                r.mem_mb
+                    .unwrap_or(0)
+                    .max((m.memory_gb * 1024.0).round() as u64),
+            );
+            r.gpus = r.gpus.max(m.gpus);
+        }
+        if let Some(a) = config.as_ref().and_then(|c| c.accelerator_config.as_ref()) {
+            r.gpus = r.gpus.max(a.count.0.max(0) as u32);
+        }
+    }
+    r
+}
+
+/// The engine's name for a run: `mle-<project>-<job>` (`-t<trial>` for tuning trials).
+pub fn engine_name(project: &str, job_id: &str, trial: Option<&str>) -> String {
+    match trial {
+        Some(t) => format!("mle-{project}-{job_id}-t{t}"),
+        None => format!("mle-{project}-{job_id}"),
+    }
 }
 
 /// Whether a job runs tuning trials.
@@ -394,7 +443,7 @@ impl Scheduler {
             let key = (rec.project.clone(), rec.job_id.clone());
             // Liveness before the result: a supervisor writes result.json and then exits, so
             // "not alive" followed by "no result" means it really died without one.
-            let alive = run.live_supervisor().is_some();
+            let alive = self.cfg.backend.alive(&run);
             if let Some(o) = run.read_result() {
                 let state = match o.state.as_str() {
                     "SUCCEEDED" => JobState::Succeeded,
@@ -557,7 +606,14 @@ impl Scheduler {
             return Err("Job cancelled by user request".into());
         }
         if !tuning {
-            self.spawn_supervisor(&run)?;
+            let res = job
+                .training_input
+                .as_ref()
+                .map(task_resources)
+                .unwrap_or_default();
+            self.cfg
+                .backend
+                .launch(&run, &engine_name(project, job_id, None), &res)?;
         }
         self.update(project, job_id, |j| {
             if j.state == JobState::Preparing {
@@ -567,27 +623,6 @@ impl Scheduler {
         })
         .await
         .map_err(|e| e.to_string())?;
-        Ok(())
-    }
-
-    /// Starts a detached supervisor for the plan in `run`.
-    pub(crate) fn spawn_supervisor(&self, run: &RunDir) -> Result<(), String> {
-        let child = std::process::Command::new(&self.cfg.mle_exe)
-            .arg("exec-supervise")
-            .arg(&run.0)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot start the job supervisor: {e}"))?;
-        // The supervisor writes its pid too; writing it here closes the window before it does.
-        let _ = std::fs::write(run.pid_file(), child.id().to_string());
-        // Reap the supervisor when it exits, so that it does not linger as a zombie.
-        std::thread::spawn(move || {
-            let mut child = child;
-            let _ = child.wait();
-        });
         Ok(())
     }
 
@@ -604,13 +639,8 @@ impl Scheduler {
                 _ => {}
             })
             .await?;
-        if job.state == JobState::Cancelling
-            && let Some(pid) = self.run_dir(project, job_id).live_supervisor()
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+        if job.state == JobState::Cancelling {
+            self.cfg.backend.cancel(&self.run_dir(project, job_id));
         }
         Ok(job)
     }
@@ -695,6 +725,9 @@ mod tests {
             mle_exe: "/bin/mle".into(),
             python: "python3".into(),
             allow_root: None,
+            backend: mle_exec::Backend::Local {
+                mle_exe: "/bin/mle".into(),
+            },
         };
         let plan = plan_training(&job, &RunDir("/tmp/run".into()), &cfg, None).unwrap();
         let tasks: Vec<&str> = plan.replicas.iter().map(|r| r.task.as_str()).collect();

@@ -198,19 +198,11 @@ fn service_log(run: &RunDir, trial: &str, message: &str) {
     }
 }
 
-fn signal(run: &RunDir) {
-    if let Some(pid) = run.live_supervisor() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-}
-
 impl Scheduler {
     /// The trial's process plan and its supervisor.
     fn launch_trial(
         &self,
+        project: &str,
         job: &Job,
         run: &RunDir,
         spec: &HyperparameterSpec,
@@ -235,7 +227,13 @@ impl Scheduler {
         };
         let plan = plan_training(job, run, &self.cfg, Some(&t))?;
         tr.write_plan(&plan).map_err(|e| e.to_string())?;
-        self.spawn_supervisor(&tr)
+        let res = job
+            .training_input
+            .as_ref()
+            .map(crate::scheduler::task_resources)
+            .unwrap_or_default();
+        let name = crate::scheduler::engine_name(project, &job.job_id, Some(&trial.trial_id));
+        self.cfg.backend.launch(&tr, &name, &res)
     }
 
     /// Warm-start observations from `resumePreviousJobId`'s succeeded trials.
@@ -309,7 +307,7 @@ impl Scheduler {
             let tr = run.trial(&trial.trial_id);
             // Liveness before the result (see the scheduler's tick): no race with an exiting
             // supervisor that has just written its result.
-            let alive = tr.live_supervisor().is_some();
+            let alive = self.cfg.backend.alive(&tr);
             let result = tr.read_result();
             if result.is_some() || self.metrics_due(project, &job.job_id, &trial.trial_id) {
                 let output = out_root.as_ref().map(|r| r.join(&trial.trial_id));
@@ -359,9 +357,9 @@ impl Scheduler {
                 continue;
             }
             if !alive {
-                if !tr.pid_file().exists() {
+                if !self.cfg.backend.launched(&tr) {
                     // Recorded but not started yet (new, or the server stopped in between).
-                    if let Err(e) = self.launch_trial(job, &run, spec, trial) {
+                    if let Err(e) = self.launch_trial(project, job, &run, spec, trial) {
                         trial.state = JobState::Failed;
                         trial.error_message = e;
                         trial.end_time = now_rfc3339();
@@ -393,7 +391,7 @@ impl Scheduler {
                         trial.trial_id
                     ),
                 );
-                signal(&tr);
+                self.cfg.backend.cancel(&tr);
             }
         }
         let count = |s: JobState| trials.iter().filter(|t| t.state == s).count();
@@ -405,7 +403,7 @@ impl Scheduler {
         let mut end: Option<(JobState, String)> = None;
         if job.state == JobState::Cancelling || too_many_failures {
             for trial in trials.iter().filter(|t| t.state == JobState::Running) {
-                signal(&run.trial(&trial.trial_id));
+                self.cfg.backend.cancel(&run.trial(&trial.trial_id));
             }
             if running == 0 {
                 end = Some(if job.state == JobState::Cancelling {

@@ -1,0 +1,134 @@
+//! Where a run directory's plan executes: on this machine under a detached supervisor, or as a
+//! Slurm job. Both backends share the run directory contract (plan in, logs and `result.json`
+//! out), so the server's scheduler and tuning loop treat them alike.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::RunDir;
+use crate::plan::write_atomic;
+use crate::slurm::{JobStatus, Resources, Slurm};
+
+/// An execution backend.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// `mle exec-supervise RUN_DIR`, detached, on this machine.
+    Local {
+        /// The `mle` binary.
+        mle_exe: PathBuf,
+    },
+    /// One Slurm job per run directory.
+    Slurm(Slurm),
+}
+
+impl Backend {
+    /// `local` or `slurm`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Local { .. } => "local",
+            Backend::Slurm(_) => "slurm",
+        }
+    }
+
+    /// Starts the plan already written in `run`. `name` labels the job for the engine;
+    /// `res` is what each replica asks for (the local backend ignores it).
+    pub fn launch(&self, run: &RunDir, name: &str, res: &Resources) -> Result<(), String> {
+        match self {
+            Backend::Local { mle_exe } => {
+                let child = std::process::Command::new(mle_exe)
+                    .arg("exec-supervise")
+                    .arg(&run.0)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .map_err(|e| format!("cannot start the job supervisor: {e}"))?;
+                // The supervisor writes its pid too; writing it here closes the window before
+                // it does.
+                let _ = std::fs::write(run.pid_file(), child.id().to_string());
+                // Reap the supervisor when it exits, so that it does not linger as a zombie.
+                std::thread::spawn(move || {
+                    let mut child = child;
+                    let _ = child.wait();
+                });
+                Ok(())
+            }
+            Backend::Slurm(s) => {
+                let plan = run.read_plan().map_err(|e| e.to_string())?;
+                s.submit(run, name, plan.replicas.len(), res, plan.max_running_secs)
+                    .map(|_| ())
+            }
+        }
+    }
+
+    /// Whether `run` was launched (it may have ended since).
+    pub fn launched(&self, run: &RunDir) -> bool {
+        match self {
+            Backend::Local { .. } => run.pid_file().exists(),
+            Backend::Slurm(_) => Slurm::job_id(run).is_some(),
+        }
+    }
+
+    /// Whether the run is still going. Call it before reading `result.json`: a run that is
+    /// over without a result (the supervisor died; Slurm cancelled, lost or failed the job)
+    /// gets one here on the Slurm backend, saying why.
+    pub fn alive(&self, run: &RunDir) -> bool {
+        match self {
+            Backend::Local { .. } => run.live_supervisor().is_some(),
+            Backend::Slurm(s) => {
+                let Some(id) = Slurm::job_id(run) else {
+                    return false;
+                };
+                let why = match s.status(id) {
+                    JobStatus::Active(_) | JobStatus::Unreachable(_) => return true,
+                    JobStatus::Ended { state, reason } => {
+                        let reason = if reason == "None" || reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({reason})")
+                        };
+                        format!(
+                            "Slurm job {id} ended {state}{reason} before the primary replica reported a result"
+                        )
+                    }
+                    JobStatus::Unknown => {
+                        format!("Slurm has no record of job {id} (lost by the cluster?)")
+                    }
+                };
+                if run.result().exists() {
+                    return false;
+                }
+                let (state, message) = if run.0.join("cancel_requested").exists() {
+                    ("CANCELLED", "Job cancelled by user request".to_string())
+                } else {
+                    ("FAILED", why)
+                };
+                let _ = write_atomic(
+                    &run.result(),
+                    json!({"state": state, "message": message})
+                        .to_string()
+                        .as_bytes(),
+                );
+                false
+            }
+        }
+    }
+
+    /// Asks the run to stop (it ends CANCELLED once its processes are gone).
+    pub fn cancel(&self, run: &RunDir) {
+        match self {
+            Backend::Local { .. } => {
+                if let Some(pid) = run.live_supervisor() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+            Backend::Slurm(s) => s.cancel(run),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The Slurm backend: a run directory's plan becomes one Slurm batch job with one task per
+//! replica. The batch script is a single `srun` of `mle replica RUN_DIR` (see
+//! [`crate::replica`]); the controller is driven through its command-line tools with
+//! machine-readable output (`sbatch --parsable`, `squeue --json`, `scontrol show job -o`,
+//! `scancel`), which are stable across Slurm versions, and the job-completion log for jobs the
+//! controller has already forgotten.
+//!
+//! Files this module adds to the run directory:
+//! - `slurm_job`: the Slurm job id, written as soon as `sbatch` answers (the server's record of
+//!   the job; a restarted server re-attaches through it);
+//! - `cancel_requested`: written before `scancel`, so that a job that ends without a result is
+//!   known to have been cancelled rather than lost;
+//! - `logs/slurm-batch.log` and `logs/slurm-task-<N>.log`: Slurm's own output files.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::RunDir;
+use crate::plan::write_atomic;
+
+/// What each task of a job asks Slurm for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    /// CPUs per task (`--cpus-per-task`).
+    pub cpus: u32,
+    /// Memory per task in MiB (sent as `--mem-per-cpu`, so that it holds per task).
+    pub mem_mb: Option<u64>,
+    /// GPUs per task (`--gres=gpu:N`).
+    pub gpus: u32,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            cpus: 1,
+            mem_mb: None,
+            gpus: 0,
+        }
+    }
+}
+
+/// How Slurm sees a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Pending, running, completing, suspended...: not over.
+    Active(String),
+    /// Over, with Slurm's state (`COMPLETED`, `FAILED`, `CANCELLED`, `NODE_FAIL`, `TIMEOUT`,
+    /// ...) and its reason.
+    Ended {
+        /// Slurm's job state.
+        state: String,
+        /// Slurm's reason (may be `None`).
+        reason: String,
+    },
+    /// Neither the controller nor the job-completion log knows the job.
+    Unknown,
+    /// The controller could not be asked (down, restarting): try again later.
+    Unreachable(String),
+}
+
+/// A Slurm cluster reached through its command-line tools (`SLURM_CONF` and `PATH` of this
+/// process select it).
+#[derive(Debug, Clone, Default)]
+pub struct Slurm {
+    /// `--partition`, when set.
+    pub partition: Option<String>,
+    /// Extra `sbatch` arguments, given verbatim (e.g. `--account=ml`).
+    pub sbatch_args: Vec<String>,
+    /// The `mle` binary the tasks run (must exist at this path on every node).
+    pub mle_exe: PathBuf,
+    snapshot: Arc<Mutex<Option<(Instant, JobTable)>>>,
+    jobcomp: Arc<OnceLock<Option<PathBuf>>>,
+}
+
+/// Job id → (state, reason), as `squeue` lists them.
+type JobTable = HashMap<u64, (String, String)>;
+
+/// States in which a Slurm job is not over.
+const ACTIVE: &[&str] = &[
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "RESV_DEL_HOLD",
+    "SPECIAL_EXIT",
+];
+
+/// How long a `squeue` snapshot answers for.
+const SNAPSHOT_AGE: Duration = Duration::from_secs(1);
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Reads `Key=Value` from `scontrol -o` / job-completion lines (values end at a space).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+impl Slurm {
+    /// A cluster whose tasks run `mle_exe`.
+    pub fn new(mle_exe: PathBuf, partition: Option<String>, sbatch_args: Vec<String>) -> Self {
+        Self {
+            partition,
+            sbatch_args,
+            mle_exe,
+            ..Self::default()
+        }
+    }
+
+    /// The Slurm job id recorded for `run`.
+    pub fn job_id(run: &RunDir) -> Option<u64> {
+        std::fs::read_to_string(run.0.join("slurm_job"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The `sbatch` arguments for a job of `tasks` tasks (without the script).
+    pub fn sbatch_args(
+        &self,
+        run: &RunDir,
+        name: &str,
+        tasks: usize,
+        res: &Resources,
+        max_secs: Option<f64>,
+    ) -> Vec<String> {
+        let mut a = vec![
+            "--parsable".to_string(),
+            // A requeued job would start over behind the server's back; fail it instead.
+            "--no-requeue".into(),
+            format!("--job-name={name}"),
+            format!("--ntasks={tasks}"),
+            format!("--cpus-per-task={}", res.cpus.max(1)),
+            format!("--output={}", run.logs().join("slurm-batch.log").display()),
+            format!("--chdir={}", run.0.display()),
+        ];
+        if let Some(mb) = res.mem_mb {
+            a.push(format!(
+                "--mem-per-cpu={}M",
+                mb.div_ceil(u64::from(res.cpus.max(1)))
+            ));
+        }
+        if res.gpus > 0 {
+            a.push(format!("--gres=gpu:{}", res.gpus));
+        }
+        if let Some(p) = &self.partition {
+            a.push(format!("--partition={p}"));
+        }
+        if let Some(s) = max_secs {
+            // The primary's shim enforces the exact limit; Slurm's (whole minutes) is a backstop.
+            a.push(format!("--time={}", (s / 60.0).ceil() as u64 + 1));
+        }
+        a.extend(self.sbatch_args.iter().cloned());
+        a
+    }
+
+    /// The batch script: one `srun` step with a task per replica, each writing its own
+    /// output file.
+    pub fn script(&self, run: &RunDir) -> String {
+        format!(
+            "#!/bin/sh\n# Written by mle: one task per replica, each told its role by `mle replica`.\nexec srun --kill-on-bad-exit=0 --output={} {} replica {}\n",
+            quote(&run.logs().join("slurm-task-%t.log").display().to_string()),
+            quote(&self.mle_exe.display().to_string()),
+            quote(&run.0.display().to_string()),
+        )
+    }
+
+    /// Submits the plan in `run` and records the job id in `run/slurm_job`.
+    pub fn submit(
+        &self,
+        run: &RunDir,
+        name: &str,
+        tasks: usize,
+        res: &Resources,
+        max_secs: Option<f64>,
+    ) -> Result<u64, String> {
+        std::fs::create_dir_all(run.logs())
+            .map_err(|e| format!("cannot create {}: {e}", run.logs().display()))?;
+        let mut child = Command::new("sbatch")
+            .args(self.sbatch_args(run, name, tasks, res, max_secs))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run sbatch (is Slurm installed and on PATH?): {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(self.script(run).as_bytes())
+                .map_err(|e| format!("cannot send the batch script to sbatch: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("sbatch failed: {e}"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(format!(
+                "Slurm refused the job: {}",
+                err.trim().trim_start_matches("sbatch: error: ")
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let id: u64 = text
+            .trim()
+            .split(';')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("sbatch answered {:?}, not a job id", text.trim()))?;
+        write_atomic(&run.0.join("slurm_job"), id.to_string().as_bytes())
+            .map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    /// `scancel`s the job of `run` (after noting that a cancel was asked for).
+    pub fn cancel(&self, run: &RunDir) {
+        let Some(id) = Self::job_id(run) else {
+            return;
+        };
+        let _ = std::fs::write(run.0.join("cancel_requested"), b"");
+        let _ = Command::new("scancel")
+            .arg(id.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    fn squeue(&self) -> Result<JobTable, String> {
+        let mut guard = self.snapshot.lock().map_err(|_| "poisoned".to_string())?;
+        if let Some((at, jobs)) = guard.as_ref()
+            && at.elapsed() < SNAPSHOT_AGE
+        {
+            return Ok(jobs.clone());
+        }
+        let out = Command::new("squeue")
+            .arg("--json")
+            .output()
+            .map_err(|e| format!("cannot run squeue: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "squeue: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        // `squeue --json` of 22.05 ignores `-j`: take every job and look ours up.
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("squeue --json gave unreadable output: {e}"))?;
+        let jobs: JobTable = v["jobs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|j| {
+                        Some((
+                            j["job_id"].as_u64()?,
+                            (
+                                j["job_state"].as_str()?.to_string(),
+                                j["state_reason"].as_str().unwrap_or("None").to_string(),
+                            ),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        *guard = Some((Instant::now(), jobs.clone()));
+        Ok(jobs)
+    }
+
+    fn jobcomp_log(&self) -> Option<&Path> {
+        self.jobcomp
+            .get_or_init(|| {
+                let out = Command::new("scontrol")
+                    .args(["show", "config"])
+                    .output()
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let comp_type = text.lines().find(|l| l.starts_with("JobCompType"))?;
+                if !comp_type.contains("filetxt") {
+                    return None;
+                }
+                let loc = text.lines().find(|l| l.starts_with("JobCompLoc"))?;
+                Some(PathBuf::from(loc.split_once('=')?.1.trim()))
+            })
+            .as_deref()
+    }
+
+    fn status_of(state: &str, reason: &str) -> JobStatus {
+        // Some states carry flags (`CANCELLED by 0`).
+        let state = state.split_whitespace().next().unwrap_or(state).to_string();
+        if ACTIVE.contains(&state.as_str()) {
+            JobStatus::Active(state)
+        } else {
+            JobStatus::Ended {
+                state,
+                reason: reason.to_string(),
+            }
+        }
+    }
+
+    /// Where Slurm has job `id`: `squeue` (a shared snapshot, at most a second old), then
+    /// `scontrol show job`, then the job-completion log.
+    pub fn status(&self, id: u64) -> JobStatus {
+        match self.squeue() {
+            Ok(jobs) => {
+                if let Some((state, reason)) = jobs.get(&id) {
+                    return Self::status_of(state, reason);
+                }
+            }
+            Err(e) => return JobStatus::Unreachable(e),
+        }
+        // Not in the snapshot: submitted after it was taken, or already purged from it.
+        match Command::new("scontrol")
+            .args(["show", "job", "-o", &id.to_string()])
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                if let Some(state) = field(&text, "JobState") {
+                    return Self::status_of(state, field(&text, "Reason").unwrap_or("None"));
+                }
+            }
+            Ok(out) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                if !err.contains("Invalid job id") {
+                    return JobStatus::Unreachable(format!("scontrol: {}", err.trim()));
+                }
+            }
+            Err(e) => return JobStatus::Unreachable(format!("cannot run scontrol: {e}")),
+        }
+        if let Some(log) = self.jobcomp_log()
+            && let Ok(text) = std::fs::read_to_string(log)
+        {
+            let key = format!("JobId={id} ");
+            if let Some(line) = text.lines().rev().find(|l| l.starts_with(&key))
+                && let Some(state) = field(line, "JobState")
+            {
+                let code = field(line, "ExitCode").unwrap_or("?");
+                return Self::status_of(state, &format!("exit code {code}"));
+            }
+        }
+        JobStatus::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_jobs_ask_for_one_task_per_replica() {
+        let s = Slurm::new(
+            "/opt/mle/bin/mle".into(),
+            Some("gpu".into()),
+            vec!["--account=ml".into()],
+        );
+        let run = RunDir("/data/runs/p/it's".into());
+        let res = Resources {
+            cpus: 4,
+            mem_mb: Some(15_360),
+            gpus: 1,
+        };
+        let a = s.sbatch_args(&run, "mle-p-j", 8, &res, Some(90.0));
+        for want in [
+            "--ntasks=8",
+            "--cpus-per-task=4",
+            "--mem-per-cpu=3840M",
+            "--gres=gpu:1",
+            "--partition=gpu",
+            "--time=3",
+            "--no-requeue",
+            "--output=/data/runs/p/it's/logs/slurm-batch.log",
+            "--account=ml",
+        ] {
+            assert!(a.contains(&want.to_string()), "{want} not in {a:?}");
+        }
+        let script = s.script(&run);
+        assert!(
+            script.contains(r"'/opt/mle/bin/mle' replica '/data/runs/p/it'\''s'"),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn states_and_fields_are_read() {
+        let line = "JobId=7 JobName=x JobState=NODE_FAIL Reason=NodeDown Dependency=(null)";
+        assert_eq!(field(line, "JobState"), Some("NODE_FAIL"));
+        assert_eq!(field(line, "Reason"), Some("NodeDown"));
+        assert_eq!(field(line, "Job"), None);
+        assert_eq!(
+            Slurm::status_of("RUNNING", "None"),
+            JobStatus::Active("RUNNING".into())
+        );
+        assert_eq!(
+            Slurm::status_of("CANCELLED by 0", "None"),
+            JobStatus::Ended {
+                state: "CANCELLED".into(),
+                reason: "None".into()
+            }
+        );
+    }
+}
