@@ -182,83 +182,11 @@ fn an_unmodified_python_sdist_runs_as_eight_replicas_on_standard_1() {
     let probe = dir.path().join("probe");
     std::fs::create_dir_all(&probe).unwrap();
     let py = test_python();
-    let s = start_server(
-        &dir.path().join("data"),
-        &[
-            ("PROBE_OUT", probe.to_str().unwrap()),
-            ("PROBE_EXPECT", "8"),
-            ("MLE_PYTHON", py.to_str().unwrap()),
-        ],
-        8,
-    );
-    // The CLI builds and stages the sdist as gcloud does.
-    let job_dir = dir.path().join("job");
-    run_expect(
-        s.cli()
-            .current_dir(examples().join("../tests/fixtures/probe_trainer"))
-            .env("MLE_PYTHON", &py)
-            .args([
-                "jobs",
-                "--project",
-                "p",
-                "submit",
-                "training",
-                "probe_1",
-                "--scale-tier",
-                "STANDARD_1",
-            ])
-            .args([
-                "--package-path",
-                "trainer",
-                "--module-name",
-                "trainer.task",
-                "--job-dir",
-            ])
-            .arg(&job_dir)
-            .args(["--", "--epochs", "2"]),
-        0,
-    );
-    s.wait_state("probe_1", &["SUCCEEDED"], 120);
-    let mut seen: Vec<String> = std::fs::read_dir(&probe)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    seen.sort();
-    assert_eq!(
-        seen,
-        [
-            "master-0", "ps-0", "ps-1", "ps-2", "worker-0", "worker-1", "worker-2", "worker-3"
-        ]
-        .map(|n| format!("{n}.json"))
-    );
-    let master: Value =
-        serde_json::from_str(&std::fs::read_to_string(probe.join("master-0.json")).unwrap())
-            .unwrap();
-    let cluster = &master["tf_config"]["cluster"];
-    assert_eq!(
-        (
-            cluster["master"].as_array().unwrap().len(),
-            cluster["worker"].as_array().unwrap().len(),
-            cluster["ps"].as_array().unwrap().len()
-        ),
-        (1, 4, 3)
-    );
-    assert_eq!(
-        master["argv"],
-        json!(["--epochs", "2", "--job-dir", job_dir.to_str().unwrap()])
-    );
-    assert_eq!(master["env"]["CLOUD_ML_JOB_ID"], "probe_1");
-    for f in &seen {
-        let r: Value =
-            serde_json::from_str(&std::fs::read_to_string(probe.join(f)).unwrap()).unwrap();
-        assert_eq!(&r["tf_config"]["cluster"], cluster, "{f}");
-        let (role, index) = f.trim_end_matches(".json").split_once('-').unwrap();
-        assert_eq!(
-            r["tf_config"]["task"],
-            json!({"type": role, "index": index.parse::<u64>().unwrap()})
-        );
-    }
+    let env = probe_env(&probe, &py);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = start_server(&dir.path().join("data"), &env, 8);
+    // The same checks run on the Slurm backend (tests/slurm.rs).
+    check_standard_1_launch_contract(&s, &probe, &dir.path().join("job"));
 }
 
 #[test]

@@ -83,7 +83,16 @@ impl Backend {
                     return false;
                 };
                 let why = match s.status(id) {
-                    JobStatus::Active(_) | JobStatus::Unreachable(_) => return true,
+                    JobStatus::Active(state, reason)
+                        if state == "PENDING"
+                            && crate::slurm::NEVER_STARTS.contains(&reason.as_str()) =>
+                    {
+                        Slurm::scancel(id);
+                        format!(
+                            "Slurm cannot run job {id}: it is pending with reason {reason} (it asks for more than the partition, account or QOS can give; see the machine types)"
+                        )
+                    }
+                    JobStatus::Active(..) | JobStatus::Unreachable(_) => return true,
                     JobStatus::Ended { state, reason } => {
                         let reason = if reason == "None" || reason.is_empty() {
                             String::new()

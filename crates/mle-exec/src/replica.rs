@@ -29,6 +29,9 @@ use crate::plan::write_atomic;
 use crate::supervise::{exit_text, pump};
 use crate::{ExecError, JobPlan, RunDir, stop_groups};
 
+/// How long a primary whose replica died waits for its own SIGTERM before calling it a failure.
+const SIGNAL_WAIT: Duration = Duration::from_millis(500);
+
 /// How long tasks wait for each other at the rendezvous.
 const RENDEZVOUS: Duration = Duration::from_secs(300);
 
@@ -255,6 +258,22 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
             // Leftovers of the replica (its process group) go with it.
             stop_groups(&mut [&mut child], Duration::ZERO);
             if primary {
+                if !status.success() {
+                    // `scancel` and Slurm's time limit signal every process of the step at
+                    // once: the replica may die before this shim sees its own SIGTERM.
+                    let t = Instant::now();
+                    while t.elapsed() < SIGNAL_WAIT && !cancel.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                if cancel.load(Ordering::Relaxed) || run.0.join("cancel_requested").exists() {
+                    // Not the trainer's failure: the server (or Slurm) ended the job and
+                    // writes the outcome from Slurm's state.
+                    for p in pumps {
+                        let _ = p.join();
+                    }
+                    return Ok(143);
+                }
                 let (state, message) = if status.success() {
                     ("SUCCEEDED", String::new())
                 } else {

@@ -48,8 +48,8 @@ impl Default for Resources {
 /// How Slurm sees a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobStatus {
-    /// Pending, running, completing, suspended...: not over.
-    Active(String),
+    /// Pending, running, completing, suspended...: not over. With Slurm's reason.
+    Active(String, String),
     /// Over, with Slurm's state (`COMPLETED`, `FAILED`, `CANCELLED`, `NODE_FAIL`, `TIMEOUT`,
     /// ...) and its reason.
     Ended {
@@ -97,6 +97,18 @@ const ACTIVE: &[&str] = &[
     "STOPPED",
     "RESV_DEL_HOLD",
     "SPECIAL_EXIT",
+];
+
+/// Reasons for which a pending job can never start (slurm's `squeue` reason codes): the job
+/// asks for more than its partition, account or QOS can ever give.
+pub const NEVER_STARTS: &[&str] = &[
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "BadConstraints",
+    "InvalidAccount",
+    "InvalidQOS",
+    "DependencyNeverSatisfied",
 ];
 
 /// How long a `squeue` snapshot answers for.
@@ -233,6 +245,11 @@ impl Slurm {
             return;
         };
         let _ = std::fs::write(run.0.join("cancel_requested"), b"");
+        Self::scancel(id);
+    }
+
+    /// `scancel ID`.
+    pub fn scancel(id: u64) {
         let _ = Command::new("scancel")
             .arg(id.to_string())
             .stdout(Stdio::null())
@@ -302,7 +319,7 @@ impl Slurm {
         // Some states carry flags (`CANCELLED by 0`).
         let state = state.split_whitespace().next().unwrap_or(state).to_string();
         if ACTIVE.contains(&state.as_str()) {
-            JobStatus::Active(state)
+            JobStatus::Active(state, reason.to_string())
         } else {
             JobStatus::Ended {
                 state,
@@ -402,7 +419,7 @@ mod tests {
         assert_eq!(field(line, "Job"), None);
         assert_eq!(
             Slurm::status_of("RUNNING", "None"),
-            JobStatus::Active("RUNNING".into())
+            JobStatus::Active("RUNNING".into(), "None".into())
         );
         assert_eq!(
             Slurm::status_of("CANCELLED by 0", "None"),

@@ -198,6 +198,9 @@ fn service_log(run: &RunDir, trial: &str, message: &str) {
     }
 }
 
+/// How long a trial that has reported may keep its slot while its processes end.
+const WIND_DOWN_SECS: f64 = 30.0;
+
 impl Scheduler {
     /// The trial's process plan and its supervisor.
     fn launch_trial(
@@ -309,6 +312,17 @@ impl Scheduler {
             // supervisor that has just written its result.
             let alive = self.cfg.backend.alive(&tr);
             let result = tr.read_result();
+            // The primary has reported but its processes (its Slurm job) are still winding
+            // down: the trial keeps its parallel slot until they are gone, so that no more
+            // than maxParallelTrials ever run (bounded wait, in case the engine is slow).
+            let reported_secs = std::fs::metadata(tr.result())
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            if result.is_some() && alive && reported_secs < WIND_DOWN_SECS {
+                continue;
+            }
             if result.is_some() || self.metrics_due(project, &job.job_id, &trial.trial_id) {
                 let output = out_root.as_ref().map(|r| r.join(&trial.trial_id));
                 let reports = read_reports(&tr, output.as_ref(), &tag);

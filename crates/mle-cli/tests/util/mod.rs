@@ -233,3 +233,182 @@ pub fn pids_with(needle: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// The server environment for [`check_standard_1_launch_contract`].
+pub fn probe_env(probe: &Path, py: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("PROBE_OUT", probe.display().to_string()),
+        ("PROBE_EXPECT", "8".into()),
+        ("MLE_PYTHON", py.display().to_string()),
+    ]
+}
+
+/// The launch contract (DESIGN §2.1), checked the same way on every backend: an unmodified
+/// Python trainer submitted as a STANDARD_1 sdist job runs as 8 replicas, each with the same
+/// cluster in `TF_CONFIG` and its own task, the user's args plus `--job-dir`, and the
+/// `CLOUD_ML_*` variables. The server must run with [`probe_env`]. Returns the primary's
+/// `TF_CONFIG` cluster.
+pub fn check_standard_1_launch_contract(s: &Server, probe: &Path, job_dir: &Path) -> Value {
+    let py = test_python();
+    // The CLI builds and stages the sdist as gcloud does.
+    run_expect(
+        s.cli()
+            .current_dir(examples().join("../tests/fixtures/probe_trainer"))
+            .env("MLE_PYTHON", &py)
+            .args([
+                "jobs",
+                "--project",
+                "p",
+                "submit",
+                "training",
+                "probe_1",
+                "--scale-tier",
+                "STANDARD_1",
+            ])
+            .args([
+                "--package-path",
+                "trainer",
+                "--module-name",
+                "trainer.task",
+                "--job-dir",
+            ])
+            .arg(job_dir)
+            .args(["--", "--epochs", "2"]),
+        0,
+    );
+    s.wait_state("probe_1", &["SUCCEEDED"], 120);
+    let mut seen: Vec<String> = std::fs::read_dir(probe)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "master-0", "ps-0", "ps-1", "ps-2", "worker-0", "worker-1", "worker-2", "worker-3"
+        ]
+        .map(|n| format!("{n}.json"))
+    );
+    let master: Value =
+        serde_json::from_str(&std::fs::read_to_string(probe.join("master-0.json")).unwrap())
+            .unwrap();
+    let cluster = &master["tf_config"]["cluster"];
+    assert_eq!(
+        (
+            cluster["master"].as_array().unwrap().len(),
+            cluster["worker"].as_array().unwrap().len(),
+            cluster["ps"].as_array().unwrap().len()
+        ),
+        (1, 4, 3)
+    );
+    let mut addrs: Vec<&str> = ["master", "worker", "ps"]
+        .iter()
+        .flat_map(|r| cluster[*r].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 8, "addresses must differ: {cluster}");
+    assert_eq!(
+        master["argv"],
+        serde_json::json!(["--epochs", "2", "--job-dir", job_dir.to_str().unwrap()])
+    );
+    assert_eq!(master["env"]["CLOUD_ML_JOB_ID"], "probe_1");
+    for f in &seen {
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(probe.join(f)).unwrap()).unwrap();
+        assert_eq!(&r["tf_config"]["cluster"], cluster, "{f}");
+        assert_eq!(r["argv"], master["argv"], "{f}");
+        assert_eq!(r["env"]["CLOUD_ML_JOB_ID"], "probe_1", "{f}");
+        let (role, index) = f.trim_end_matches(".json").split_once('-').unwrap();
+        assert_eq!(
+            r["tf_config"]["task"],
+            serde_json::json!({"type": role, "index": index.parse::<u64>().unwrap()})
+        );
+        assert_eq!(r["tf_config"]["environment"], "cloud", "{f}");
+        assert_eq!(
+            r["tf_config"]["job"]["python_module"], "trainer.task",
+            "{f}"
+        );
+    }
+    cluster.clone()
+}
+
+/// A private Slurm cluster (`scripts/slurm-cluster.sh`: one host, or two in network
+/// namespaces), stopped when dropped. Needs root, slurm-wlm and munge (`.ci/run` installs
+/// them); `MLE_SKIP_SLURM=1` skips the Slurm tests instead (they say so).
+pub struct SlurmCluster {
+    pub dir: tempfile::TempDir,
+    pub conf: PathBuf,
+}
+
+impl SlurmCluster {
+    /// Starts one (`two_hosts`: nodes n1 = 10.250.0.11 and n2 = 10.250.0.12); `None` when
+    /// the Slurm tests are skipped.
+    pub fn start(two_hosts: bool) -> Option<Self> {
+        if std::env::var("MLE_SKIP_SLURM").is_ok_and(|v| v == "1") {
+            eprintln!("MLE_SKIP_SLURM=1: Slurm test skipped");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("mle-slurm")
+            .tempdir()
+            .unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm-cluster.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(if two_hosts { "up2" } else { "up" })
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot start a Slurm cluster (root, slurm-wlm and munge are needed; MLE_SKIP_SLURM=1 skips these tests): {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let conf = dir.path().join("slurm.conf");
+        Some(Self { dir, conf })
+    }
+
+    /// A Slurm command-line tool pointed at this cluster.
+    pub fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(name);
+        c.env("SLURM_CONF", &self.conf);
+        c
+    }
+
+    /// Lines of the job-completion log.
+    pub fn completed(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("log/jobcomp.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for SlurmCluster {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm-cluster.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("down")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// `mle server --backend slurm` on `cluster`.
+pub fn start_slurm_server(
+    data: &Path,
+    env: &[(&str, &str)],
+    slots: usize,
+    cluster: &SlurmCluster,
+) -> Server {
+    let conf = cluster.conf.display().to_string();
+    let mut env: Vec<(&str, &str)> = env.to_vec();
+    env.push(("SLURM_CONF", &conf));
+    start_server_with(data, &env, slots, &["--backend".as_ref(), "slurm".as_ref()])
+}
