@@ -143,6 +143,13 @@ fn abalone_standard_1_succeeds_on_slurm_with_logs_per_task() {
             "{task} missing from:\n{text}"
         );
     }
+    let id = slurm_id(&s, "abalone_1");
+    assert!(
+        text.contains(&format!(
+            "submitted to Slurm as job {id} (mle-p-abalone_1): 8 task(s)"
+        )),
+        "{text}"
+    );
     let logs = s.data.join("runs/p/abalone_1/logs");
     assert!(logs.join("slurm-task-7.log").exists());
     // Bad submissions to Slurm are FAILED with Slurm's answer: 96 CPUs per task do not fit

@@ -339,7 +339,8 @@ pub fn check_standard_1_launch_contract(s: &Server, probe: &Path, job_dir: &Path
 /// namespaces), stopped when dropped. Needs root, slurm-wlm and munge (`.ci/run` installs
 /// them); `MLE_SKIP_SLURM=1` skips the Slurm tests instead (they say so).
 pub struct SlurmCluster {
-    pub dir: tempfile::TempDir,
+    /// Our own cluster's directory; `None` for the shared one of `MLE_TEST_SLURM_CONF`.
+    pub dir: Option<tempfile::TempDir>,
     pub conf: PathBuf,
 }
 
@@ -369,7 +370,10 @@ impl SlurmCluster {
             stderr(&out)
         );
         let conf = dir.path().join("slurm.conf");
-        Some(Self { dir, conf })
+        Some(Self {
+            dir: Some(dir),
+            conf,
+        })
     }
 
     /// A Slurm command-line tool pointed at this cluster.
@@ -381,7 +385,9 @@ impl SlurmCluster {
 
     /// Lines of the job-completion log.
     pub fn completed(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("log/jobcomp.txt"))
+        // scripts/slurm-cluster.sh's layout.
+        let log = self.conf.with_file_name("log").join("jobcomp.txt");
+        std::fs::read_to_string(log)
             .unwrap_or_default()
             .lines()
             .map(String::from)
@@ -391,11 +397,14 @@ impl SlurmCluster {
 
 impl Drop for SlurmCluster {
     fn drop(&mut self) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm-cluster.sh");
         let _ = Command::new("bash")
             .arg(script)
             .arg("down")
-            .arg(self.dir.path())
+            .arg(dir.path())
             .output();
     }
 }
