@@ -307,14 +307,7 @@ fn fifty_concurrent_submissions_complete_and_cancel_leaves_no_process() {
     );
     assert_eq!(code, 200);
     s.wait_state("long_1", &["RUNNING"], 30);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pids_with(&marker).len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "replica processes never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_pids(&marker, 2, 10);
     run_expect(
         s.cli().args(["jobs", "--project", "p", "cancel", "long_1"]),
         0,

@@ -5,7 +5,6 @@
 mod util;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -41,24 +40,6 @@ fn slurm_id(s: &Server, job: &str) -> String {
             return id.trim().to_string();
         }
         assert!(Instant::now() < deadline, "no Slurm job recorded for {job}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until no live process has `needle` in its command line.
-fn wait_gone(needle: &str, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !pids_with(needle).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left behind: {:?}",
-            pids_with(needle)
-                .iter()
-                .map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline"))
-                    .unwrap_or_default()
-                    .replace('\0', " "))
-                .collect::<Vec<_>>()
-        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -196,16 +177,7 @@ fn a_tuning_job_runs_its_trials_as_slurm_jobs_two_at_a_time() {
             }
             most
         });
-        let out = Command::new("bash")
-            .arg(examples().join("iris/scripts/hyper-tune.sh"))
-            .env("MLE", env!("CARGO_BIN_EXE_mle"))
-            .env("MLE_SERVER", &s.url)
-            .env("MLE_DATA_DIR", &s.data)
-            .env("JOB_DIR", &job_dir)
-            .env("JOB_NAME", "iris_hp")
-            .env("TRAIN_STEPS", "2000")
-            .output()
-            .unwrap();
+        let out = hyper_tune_script(&s, &job_dir).output().unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
         let logs = stdout(&out) + &stderr(&out);
@@ -266,14 +238,7 @@ fn cancel_kills_everything_and_a_restarted_server_loses_nothing() {
         ),
     );
     s.wait_state("long_1", &["RUNNING"], 30);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pids_with(&marker).len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "replica processes never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_pids(&marker, 2, 30);
     run_expect(
         s.cli().args(["jobs", "--project", "p", "cancel", "long_1"]),
         0,
@@ -398,11 +363,7 @@ fn on_two_hosts_the_replicas_span_both_and_train_over_the_network() {
     );
     s.wait_state("long_2h", &["RUNNING"], 30);
     let needle = job_dir.display().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pids_with(&needle).len() < 8 {
-        assert!(Instant::now() < deadline, "replicas never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_pids(&needle, 8, 30);
     run_expect(
         s.cli()
             .args(["jobs", "--project", "p", "cancel", "long_2h"]),

@@ -5,7 +5,6 @@
 mod util;
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 use util::*;
@@ -64,16 +63,7 @@ fn the_books_hyper_tune_script_runs_four_trials_best_first_by_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_server(&dir.path().join("data"), &[], 4);
     let job_dir = dir.path().join("iris_hp");
-    let out = Command::new("bash")
-        .arg(examples().join("iris/scripts/hyper-tune.sh"))
-        .env("MLE", env!("CARGO_BIN_EXE_mle"))
-        .env("MLE_SERVER", &s.url)
-        .env("MLE_DATA_DIR", &s.data)
-        .env("JOB_DIR", &job_dir)
-        .env("JOB_NAME", "iris_hp")
-        .env("TRAIN_STEPS", "2000")
-        .output()
-        .unwrap();
+    let out = hyper_tune_script(&s, &job_dir).output().unwrap();
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let logs = stdout(&out) + &stderr(&out);
     assert!(logs.contains("state: SUCCEEDED"), "{logs}");

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::plan::write_atomic;
-use crate::supervise::{exit_text, pump};
+use crate::supervise::{cancel_flag, exit_text, pump};
 use crate::{ExecError, JobPlan, RunDir, stop_groups};
 
 /// How long a primary whose replica died waits for its own SIGTERM before calling it a failure.
@@ -160,13 +160,7 @@ fn rendezvous(
 
 /// Runs this task's replica of the plan in `run`; returns the exit code for the task.
 pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
-    let cancel = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, cancel.clone()).map_err(|source| ExecError::Io {
-            path: run.0.clone(),
-            source,
-        })?;
-    }
+    let cancel = cancel_flag(run)?;
     let rank = env_usize("SLURM_PROCID")?;
     let tasks = env_usize("SLURM_NTASKS")?;
     let job = std::env::var("SLURM_JOB_ID").unwrap_or_else(|_| "job".into());

@@ -102,9 +102,8 @@ pub(crate) fn exit_text(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Runs the plan in `run`: starts every replica (primary last), waits for the primary, stops
-/// the rest, and writes `result.json`. SIGTERM means cancel.
-pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
+/// A flag that SIGTERM or SIGINT sets (errors name `run`).
+pub(crate) fn cancel_flag(run: &RunDir) -> Result<Arc<AtomicBool>, ExecError> {
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, cancel.clone()).map_err(|source| ExecError::Io {
@@ -112,6 +111,13 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
             source,
         })?;
     }
+    Ok(cancel)
+}
+
+/// Runs the plan in `run`: starts every replica (primary last), waits for the primary, stops
+/// the rest, and writes `result.json`. SIGTERM means cancel.
+pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
+    let cancel = cancel_flag(run)?;
     write_atomic(&run.pid_file(), std::process::id().to_string().as_bytes())?;
     let plan: JobPlan = run.read_plan()?;
     let started = Instant::now();

@@ -216,6 +216,50 @@ impl Server {
     }
 }
 
+/// Waits until at least `n` live processes have `needle` in their command line.
+pub fn wait_for_pids(needle: &str, n: usize, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while pids_with(needle).len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} processes with {needle} appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until no live process has `needle` in its command line.
+pub fn wait_gone(needle: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !pids_with(needle).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            pids_with(needle)
+                .iter()
+                .map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .replace('\0', " "))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The book's `examples/iris/scripts/hyper-tune.sh` against `s` as job `iris_hp` (project
+/// `default`), 2000 steps per trial.
+pub fn hyper_tune_script(s: &Server, job_dir: &Path) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(examples().join("iris/scripts/hyper-tune.sh"))
+        .env("MLE", env!("CARGO_BIN_EXE_mle"))
+        .env("MLE_SERVER", &s.url)
+        .env("MLE_DATA_DIR", &s.data)
+        .env("JOB_DIR", job_dir)
+        .env("JOB_NAME", "iris_hp")
+        .env("TRAIN_STEPS", "2000");
+    c
+}
+
 /// Live (non-zombie) processes whose command line contains `needle`.
 pub fn pids_with(needle: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
