@@ -294,6 +294,45 @@ fn cancel_kills_everything_and_a_restarted_server_loses_nothing() {
     drop(s);
 }
 
+#[test]
+fn a_job_waiting_in_slurms_queue_is_preparing_until_slurm_starts_it() {
+    let Some(cluster) = SlurmCluster::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Every job is submitted held (an extra sbatch argument), so it waits in Slurm's queue.
+    let s = start_slurm_server_with(
+        &dir.path().join("data"),
+        &[],
+        16,
+        &cluster,
+        &["--slurm-sbatch-arg=--hold"],
+    );
+    submit(&s, &shell_job("held_1", "echo released"));
+    let id = slurm_id(&s, "held_1");
+    std::thread::sleep(Duration::from_secs(2));
+    let v = s.wait_state("held_1", &["PREPARING"], 1);
+    assert!(v.get("startTime").is_none(), "{v}");
+    let out = cluster
+        .tool("scontrol")
+        .args(["release", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = s.wait_state("held_1", &["SUCCEEDED", "FAILED"], 60);
+    assert_eq!(v["state"], "SUCCEEDED", "{v}");
+    assert!(
+        v["startTime"].as_str().is_some_and(|t| !t.is_empty()),
+        "{v}"
+    );
+    let out = run_expect(
+        s.cli()
+            .args(["jobs", "--project", "p", "stream-logs", "held_1"]),
+        0,
+    );
+    assert!(stdout(&out).contains("released"), "{}", stdout(&out));
+}
+
 /// `(rx, tx)` bytes of a host-side interface.
 fn counters(dev: &str) -> (u64, u64) {
     let read = |what: &str| -> u64 {

@@ -96,6 +96,25 @@ impl Backend {
         }
     }
 
+    /// Whether the run's processes have been started (a Slurm job that waits in the queue, or
+    /// whose tasks have not all met yet, has not).
+    pub fn started(&self, run: &RunDir) -> bool {
+        match self {
+            Backend::Local { .. } => true,
+            Backend::Slurm(_) => Self::start_time(run).is_some(),
+        }
+    }
+
+    /// When the primary replica's trainer was started, on the Slurm backend (seconds since
+    /// the Unix epoch, written by its `mle replica` shim to `<run>/started`).
+    pub fn start_time(run: &RunDir) -> Option<f64> {
+        std::fs::read_to_string(run.0.join("started"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Whether the run is still going. Call it before reading `result.json`: a run that is
     /// over without a result (the supervisor died; Slurm cancelled, lost or failed the job)
     /// gets one here on the Slurm backend, saying why.

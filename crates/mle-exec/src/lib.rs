@@ -13,8 +13,9 @@
 //! a trainer started survives a cancel.
 //!
 //! The same run directory can instead become a Slurm job ([`Backend::Slurm`], [`slurm`]): one
-//! task per replica, each running the [`replica`] shim, which adds `slurm_job`,
-//! `cancel_requested` and Slurm's output files (`logs/slurm-*.log`) to the contract above.
+//! task per replica, each running the [`replica`] shim, which adds `slurm_job`, `started`,
+//! `cancel_requested`, the rendezvous (`slurm/`) and Slurm's output files (`logs/slurm-*.log`)
+//! to the contract above.
 
 mod backend;
 mod plan;

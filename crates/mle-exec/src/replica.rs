@@ -11,7 +11,7 @@
 //!
 //! The trainer's output goes to this task's standard output as the same JSON lines the local
 //! supervisor writes (Slurm stores them in `logs/slurm-task-<N>.log`). The primary's exit
-//! decides the job: its shim writes `result.json`; the other shims stop their replicas when
+//! decides the job: its shim writes `started` (the time its trainer started) and `result.json`; the other shims stop their replicas when
 //! that file appears. SIGTERM (`scancel`) stops the replica's whole process group.
 
 use std::collections::HashMap;
@@ -219,6 +219,13 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
                 .as_bytes(),
         )
     };
+    if primary {
+        // The job is running from here on (the server's startTime).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        write_atomic(&run.0.join("started"), now.to_string().as_bytes())?;
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -10,7 +10,8 @@
 //!   the job; a restarted server re-attaches through it);
 //! - `cancel_requested`: written before `scancel`, so that a job that ends without a result is
 //!   known to have been cancelled rather than lost;
-//! - `logs/slurm-batch.log` and `logs/slurm-task-<N>.log`: Slurm's own output files.
+//! - `logs/slurm-batch.log` and `logs/slurm-task-<N>.log`: Slurm's own output files;
+//! - `started` and `slurm/<job>.<step>/rank-<N>`: written by the tasks (see [`crate::replica`]).
 
 use std::collections::HashMap;
 use std::io::Write;

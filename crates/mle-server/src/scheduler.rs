@@ -462,10 +462,17 @@ impl Scheduler {
                         node_hours: counts["seconds"].as_f64().unwrap_or(0.0) / 3600.0,
                     }
                 });
+                let started = mle_exec::Backend::start_time(&run).map(rfc3339);
                 self.update(&rec.project, &rec.job_id, |j| {
                     j.state = state;
                     j.error_message = o.message.clone();
                     j.end_time = now_rfc3339();
+                    // A job that ran and ended between two looks at its engine's queue.
+                    if j.start_time.is_empty()
+                        && let Some(t) = &started
+                    {
+                        j.start_time = t.clone();
+                    }
                     if prediction.is_some() {
                         j.prediction_output = prediction.clone();
                     }
@@ -483,6 +490,20 @@ impl Scheduler {
                 self.drive_study(&rec.project, &job).await?;
                 used += slots_needed(&job);
                 continue;
+            }
+            if alive
+                && !preparing_here
+                && job.state == JobState::Preparing
+                && self.cfg.backend.started(&run)
+            {
+                // The engine has started a job that waited in its queue.
+                self.update(&rec.project, &rec.job_id, |j| {
+                    if j.state == JobState::Preparing {
+                        j.state = JobState::Running;
+                        j.start_time = now_rfc3339();
+                    }
+                })
+                .await?;
             }
             if preparing_here || alive {
                 used += slots_needed(&job);
@@ -615,14 +636,18 @@ impl Scheduler {
                 .backend
                 .launch(&run, &engine_name(project, job_id, None), &res)?;
         }
-        self.update(project, job_id, |j| {
-            if j.state == JobState::Preparing {
-                j.state = JobState::Running;
-                j.start_time = now_rfc3339();
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        // A job waiting in the engine's queue (Slurm PENDING) stays PREPARING; the tick moves
+        // it to RUNNING when the engine starts it.
+        if tuning || self.cfg.backend.started(&run) {
+            self.update(project, job_id, |j| {
+                if j.state == JobState::Preparing {
+                    j.state = JobState::Running;
+                    j.start_time = now_rfc3339();
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 
@@ -711,6 +736,29 @@ mod tests {
         // 2000-03-01T00:00:00Z is 951868800 s after the epoch (a leap-year boundary).
         assert_eq!(rfc3339(951_868_800.25), "2000-03-01T00:00:00.250Z");
         assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn slurm_tasks_ask_for_the_largest_machine_type_of_the_job() {
+        let t: TrainingInput = serde_json::from_str(
+            r#"{"scaleTier": "CUSTOM", "masterType": "complex_model_m_gpu", "workerType": "n1-highmem-8",
+                "workerCount": "2", "parameterServerType": "n1-standard-32", "parameterServerCount": "0",
+                "workerConfig": {"acceleratorConfig": {"count": "8", "type": "NVIDIA_TESLA_T4"}}}"#,
+        )
+        .unwrap();
+        // Master 16 CPUs, 14.4 GB, 4 GPUs; workers 8 CPUs, 52 GB, 8 GPUs by their accelerator
+        // config; the parameter server type is unused (no ps).
+        assert_eq!(
+            task_resources(&t),
+            mle_exec::Resources {
+                cpus: 16,
+                mem_mb: Some(53_248),
+                gpus: 8
+            }
+        );
+        let basic: TrainingInput = serde_json::from_str(r#"{"scaleTier": "STANDARD_1"}"#).unwrap();
+        assert_eq!(task_resources(&basic), mle_exec::Resources::default());
+        assert_eq!(engine_name("p", "j", Some("3")), "mle-p-j-t3");
     }
 
     #[test]

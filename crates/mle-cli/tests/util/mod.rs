@@ -460,8 +460,21 @@ pub fn start_slurm_server(
     slots: usize,
     cluster: &SlurmCluster,
 ) -> Server {
+    start_slurm_server_with(data, env, slots, cluster, &[])
+}
+
+/// [`start_slurm_server`] with extra server flags.
+pub fn start_slurm_server_with(
+    data: &Path,
+    env: &[(&str, &str)],
+    slots: usize,
+    cluster: &SlurmCluster,
+    extra: &[&str],
+) -> Server {
     let conf = cluster.conf.display().to_string();
     let mut env: Vec<(&str, &str)> = env.to_vec();
     env.push(("SLURM_CONF", &conf));
-    start_server_with(data, &env, slots, &["--backend".as_ref(), "slurm".as_ref()])
+    let mut flags: Vec<&std::ffi::OsStr> = vec!["--backend".as_ref(), "slurm".as_ref()];
+    flags.extend(extra.iter().map(|f| std::ffi::OsStr::new(*f)));
+    start_server_with(data, &env, slots, &flags)
 }
