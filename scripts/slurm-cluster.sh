@@ -135,18 +135,18 @@ up2)
     ;;
 down)
     for f in "$dir"/slurmd-*.pid "$dir"/slurmctld.pid; do
-        [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+        [ -s "$f" ] && kill "$(cat "$f" 2>/dev/null)" 2>/dev/null || true
     done
     for _ in $(seq 1 50); do
         alive=0
         for f in "$dir"/slurmd-*.pid "$dir"/slurmctld.pid; do
-            [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && alive=1
+            [ -s "$f" ] && kill -0 "$(cat "$f" 2>/dev/null)" 2>/dev/null && alive=1
         done
         [ $alive = 0 ] && break
         sleep 0.1
     done
     for f in "$dir"/slurmd-*.pid "$dir"/slurmctld.pid; do
-        [ -s "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true
+        [ -s "$f" ] && kill -9 "$(cat "$f" 2>/dev/null)" 2>/dev/null || true
     done
     if grep -q '^NodeName=n1 ' "$conf" 2>/dev/null; then
         for n in 1 2; do

@@ -333,6 +333,29 @@ fn a_job_waiting_in_slurms_queue_is_preparing_until_slurm_starts_it() {
     assert!(stdout(&out).contains("released"), "{}", stdout(&out));
 }
 
+#[test]
+fn max_running_time_fails_a_slurm_job_that_runs_too_long() {
+    let Some(cluster) = SlurmCluster::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_slurm_server(&dir.path().join("data"), &[], 16, &cluster);
+    let marker = format!("mle-slurm-slow-{}", std::process::id());
+    let job = json!({"jobId": "slow", "trainingInput": {
+        "masterConfig": {"containerCommand": ["sh", "-c", format!("sleep 300; echo {marker}")]},
+        "scheduling": {"maxRunningTime": "2s"}}});
+    submit(&s, &job.to_string());
+    let v = s.wait_state("slow", &["FAILED", "SUCCEEDED"], 60);
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("maximum running time (2 s)"),
+        "{v}"
+    );
+    wait_gone(&marker, 15);
+}
+
 /// `(rx, tx)` bytes of a host-side interface.
 fn counters(dev: &str) -> (u64, u64) {
     let read = |what: &str| -> u64 {

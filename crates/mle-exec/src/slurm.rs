@@ -75,12 +75,15 @@ pub struct Slurm {
     pub sbatch_args: Vec<String>,
     /// The `mle` binary the tasks run (must exist at this path on every node).
     pub mle_exe: PathBuf,
-    snapshot: Arc<Mutex<Option<(Instant, JobTable)>>>,
+    snapshot: Arc<Mutex<Option<Snapshot>>>,
     jobcomp: Arc<OnceLock<Option<PathBuf>>>,
 }
 
 /// Job id → (state, reason), as `squeue` lists them.
 type JobTable = HashMap<u64, (String, String)>;
+
+/// When `squeue` was asked, and what it answered.
+type Snapshot = (Instant, Result<JobTable, String>);
 
 /// States in which a Slurm job is not over.
 const ACTIVE: &[&str] = &[
@@ -260,11 +263,19 @@ impl Slurm {
 
     fn squeue(&self) -> Result<JobTable, String> {
         let mut guard = self.snapshot.lock().map_err(|_| "poisoned".to_string())?;
+        // Failures are remembered as long as answers: an unreachable controller (each call
+        // can take its MessageTimeout) costs one call a second, not one per job.
         if let Some((at, jobs)) = guard.as_ref()
             && at.elapsed() < SNAPSHOT_AGE
         {
-            return Ok(jobs.clone());
+            return jobs.clone();
         }
+        let jobs = Self::query_squeue();
+        *guard = Some((Instant::now(), jobs.clone()));
+        jobs
+    }
+
+    fn query_squeue() -> Result<JobTable, String> {
         let out = Command::new("squeue")
             .arg("--json")
             .output()
@@ -278,7 +289,7 @@ impl Slurm {
         // `squeue --json` of 22.05 ignores `-j`: take every job and look ours up.
         let v: Value = serde_json::from_slice(&out.stdout)
             .map_err(|e| format!("squeue --json gave unreadable output: {e}"))?;
-        let jobs: JobTable = v["jobs"]
+        Ok(v["jobs"]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -293,9 +304,7 @@ impl Slurm {
                     })
                     .collect()
             })
-            .unwrap_or_default();
-        *guard = Some((Instant::now(), jobs.clone()));
-        Ok(jobs)
+            .unwrap_or_default())
     }
 
     fn jobcomp_log(&self) -> Option<&Path> {
