@@ -133,6 +133,27 @@ fn abalone_standard_1_succeeds_on_slurm_with_logs_per_task() {
     );
     let logs = s.data.join("runs/p/abalone_1/logs");
     assert!(logs.join("slurm-task-7.log").exists());
+    // A batch prediction job with the export runs as a Slurm job too.
+    let input = dir.path().join("rows.csv");
+    std::fs::write(
+        &input,
+        "0.57,0.465,0.18,1.295,0.339,0.2225,0.44\n0.66,0.53,0.185,1.3485,0.493,0.245,0.49\n",
+    )
+    .unwrap();
+    let predict = json!({"jobId": "batch_1", "predictionInput": {
+        "uri": job_dir.join("export/abalone"), "dataFormat": "TEXT",
+        "inputPaths": [input], "outputPath": dir.path().join("predictions")}});
+    submit(&s, &predict.to_string());
+    let v = s.wait_state("batch_1", &["SUCCEEDED", "FAILED"], 60);
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["predictionOutput"]["predictionCount"].as_str()
+        ),
+        (Some("SUCCEEDED"), Some("2")),
+        "{v}"
+    );
+    slurm_id(&s, "batch_1");
     // Bad submissions to Slurm are FAILED with Slurm's answer: 96 CPUs per task do not fit
     // on this 8-CPU node.
     let big = json!({"jobId": "too_big", "trainingInput": {"scaleTier": "CUSTOM", "masterType": "n1-highmem-96",
@@ -301,18 +322,20 @@ fn a_job_waiting_in_slurms_queue_is_preparing_until_slurm_starts_it() {
     };
     let dir = tempfile::tempdir().unwrap();
     // Every job is submitted held (an extra sbatch argument), so it waits in Slurm's queue.
-    let s = start_slurm_server_with(
-        &dir.path().join("data"),
-        &[],
-        16,
-        &cluster,
-        &["--slurm-sbatch-arg=--hold"],
-    );
-    submit(&s, &shell_job("held_1", "echo released"));
-    let id = slurm_id(&s, "held_1");
+    let data = dir.path().join("data");
+    let hold = ["--slurm-sbatch-arg=--hold"];
+    let mut first = start_slurm_server_with(&data, &[], 16, &cluster, &hold);
+    submit(&first, &shell_job("held_1", "echo released"));
+    let id = slurm_id(&first, "held_1");
     std::thread::sleep(Duration::from_secs(2));
-    let v = s.wait_state("held_1", &["PREPARING"], 1);
+    let v = first.wait_state("held_1", &["PREPARING"], 1);
     assert!(v.get("startTime").is_none(), "{v}");
+    // A server killed while the job waits in Slurm's queue finds it again.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let s = start_slurm_server_with(&data, &[], 16, &cluster, &hold);
+    std::thread::sleep(Duration::from_secs(1));
+    s.wait_state("held_1", &["PREPARING"], 1);
     let out = cluster
         .tool("scontrol")
         .args(["release", &id])
@@ -331,6 +354,14 @@ fn a_job_waiting_in_slurms_queue_is_preparing_until_slurm_starts_it() {
         0,
     );
     assert!(stdout(&out).contains("released"), "{}", stdout(&out));
+    // One Slurm job did it all.
+    let runs: Vec<String> = cluster
+        .completed()
+        .into_iter()
+        .filter(|l| l.contains("Name=mle-p-held_1 "))
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    drop(first);
 }
 
 #[test]
