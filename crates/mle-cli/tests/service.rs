@@ -10,21 +10,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use util::*;
 
-fn builtin_job(id: &str, job_dir: &Path, steps: u32) -> String {
-    let ex = examples();
-    json!({"jobId": id, "trainingInput": {
-        "masterConfig": {"containerCommand": ["mle", "train"]},
-        "jobDir": job_dir,
-        "args": ["--model", ex.join("abalone/model.yaml"), "--train-files", ex.join("abalone/data/abalone_train.csv"),
-                 "--eval-files", ex.join("abalone/data/abalone_test.csv"), "--train-steps", steps.to_string(),
-                 "--train-batch-size", "32", "--eval-every-steps", "1000000", "--no-progress"]}})
-    .to_string()
-}
-
-fn shell_job(id: &str, script: &str) -> String {
-    json!({"jobId": id, "trainingInput": {"masterConfig": {"containerCommand": ["sh", "-c", script]}}}).to_string()
-}
-
 #[test]
 fn auth_is_required_everywhere_but_health_and_the_token_file_is_private() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,6 +316,7 @@ fn jobs_survive_kill_9_of_the_server() {
             "/v1/projects/p/jobs",
             Some(&builtin_job(
                 &format!("long_{i}"),
+                "BASIC",
                 &dir.path().join(format!("job{i}")),
                 60_000,
             )),

@@ -4,27 +4,10 @@
 
 mod util;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use util::*;
-
-fn builtin_job(id: &str, tier: &str, job_dir: &Path, steps: u32) -> String {
-    let ex = examples();
-    json!({"jobId": id, "trainingInput": {
-        "scaleTier": tier,
-        "masterConfig": {"containerCommand": ["mle", "train"]},
-        "jobDir": job_dir,
-        "args": ["--model", ex.join("abalone/model.yaml"), "--train-files", ex.join("abalone/data/abalone_train.csv"),
-                 "--eval-files", ex.join("abalone/data/abalone_test.csv"), "--train-steps", steps.to_string(),
-                 "--train-batch-size", "32", "--eval-every-steps", "1000000", "--no-progress"]}})
-    .to_string()
-}
-
-fn shell_job(id: &str, script: &str) -> String {
-    json!({"jobId": id, "trainingInput": {"masterConfig": {"containerCommand": ["sh", "-c", script]}}}).to_string()
-}
 
 fn submit(s: &Server, body: &str) {
     let (code, v) = s.request("POST", "/v1/projects/p/jobs", Some(body));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The `mle` binary under test.
 pub fn mle() -> Command {
@@ -477,4 +477,22 @@ pub fn start_slurm_server_with(
     let mut flags: Vec<&std::ffi::OsStr> = vec!["--backend".as_ref(), "slurm".as_ref()];
     flags.extend(extra.iter().map(|f| std::ffi::OsStr::new(*f)));
     start_server_with(data, &env, slots, &flags)
+}
+
+/// A job running the built-in trainer on abalone (batch 32, no evaluation until the end).
+pub fn builtin_job(id: &str, tier: &str, job_dir: &Path, steps: u32) -> String {
+    let ex = examples();
+    json!({"jobId": id, "trainingInput": {
+        "scaleTier": tier,
+        "masterConfig": {"containerCommand": ["mle", "train"]},
+        "jobDir": job_dir,
+        "args": ["--model", ex.join("abalone/model.yaml"), "--train-files", ex.join("abalone/data/abalone_train.csv"),
+                 "--eval-files", ex.join("abalone/data/abalone_test.csv"), "--train-steps", steps.to_string(),
+                 "--train-batch-size", "32", "--eval-every-steps", "1000000", "--no-progress"]}})
+    .to_string()
+}
+
+/// A job whose primary is `sh -c script`.
+pub fn shell_job(id: &str, script: &str) -> String {
+    json!({"jobId": id, "trainingInput": {"masterConfig": {"containerCommand": ["sh", "-c", script]}}}).to_string()
 }
