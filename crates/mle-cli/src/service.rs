@@ -34,8 +34,9 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DIR")]
     allow_root: Option<PathBuf>,
     /// Where jobs run: `local` (supervised processes on this machine) or `slurm` (one Slurm
-    /// job per training job or tuning trial, through sbatch/srun; SLURM_CONF and PATH select
-    /// the cluster, and the data dir must be on a file system every node shares).
+    /// job per training job, tuning trial or batch prediction job, through sbatch/srun;
+    /// SLURM_CONF and PATH select the cluster, and the data dir must be on a file system every
+    /// node shares).
     #[arg(long, value_enum, default_value_t = BackendKind::Local)]
     backend: BackendKind,
     /// Slurm partition for the jobs (default: the cluster's default partition).

@@ -499,11 +499,7 @@ fn the_seed_scripts_run_against_the_server() {
         ("iris/scripts/distributed-training.sh", "export/iris"),
     ] {
         let job_dir = dir.path().join(script.replace('/', "_"));
-        let out = Command::new("bash")
-            .arg(examples().join(script))
-            .env("MLE", env!("CARGO_BIN_EXE_mle"))
-            .env("MLE_SERVER", &s.url)
-            .env("MLE_DATA_DIR", &s.data)
+        let out = seed_script(&s, script)
             .env("JOB_DIR", &job_dir)
             .env("JOB_NAME", format!("seed_{}", script.len()))
             .output()

@@ -11,11 +11,7 @@ use serde_json::{Value, json};
 use util::*;
 
 fn script(s: &Server, name: &str, env: &[(&str, &Path)]) -> String {
-    let mut cmd = Command::new("bash");
-    cmd.arg(examples().join("iris/scripts").join(name))
-        .env("MLE", env!("CARGO_BIN_EXE_mle"))
-        .env("MLE_SERVER", &s.url)
-        .env("MLE_DATA_DIR", &s.data);
+    let mut cmd = seed_script(s, &format!("iris/scripts/{name}"));
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::RunDir;
-use crate::plan::write_atomic;
 use crate::slurm::{JobStatus, Resources, Slurm};
 
 /// An execution backend.
@@ -158,12 +157,7 @@ impl Backend {
                 } else {
                     ("FAILED", why)
                 };
-                let _ = write_atomic(
-                    &run.result(),
-                    json!({"state": state, "message": message})
-                        .to_string()
-                        .as_bytes(),
-                );
+                let _ = run.write_result(state, &message);
                 false
             }
         }

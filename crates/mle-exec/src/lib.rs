@@ -1,4 +1,4 @@
-//! Running jobs on this machine: a [`JobPlan`] (replica commands with their `TF_CONFIG`) is
+//! Running jobs: on this machine, a [`JobPlan`] (replica commands with their `TF_CONFIG`) is
 //! executed by a detached supervisor process (`mle exec-supervise RUN_DIR`) that outlives the
 //! server. The run directory is the contract between them:
 //!

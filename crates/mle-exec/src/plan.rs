@@ -155,6 +155,16 @@ impl RunDir {
         })
     }
 
+    /// Records the outcome (atomically; its presence means the job is over).
+    pub fn write_result(&self, state: &str, message: &str) -> Result<(), ExecError> {
+        write_atomic(
+            &self.result(),
+            json!({"state": state, "message": message})
+                .to_string()
+                .as_bytes(),
+        )
+    }
+
     /// The supervisor's pid, if it is still alive (and is an mle process).
     pub fn live_supervisor(&self) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.pid_file())

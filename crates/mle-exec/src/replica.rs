@@ -211,14 +211,6 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
     if let Some(d) = &me.cwd {
         cmd.current_dir(d);
     }
-    let write_result = |state: &str, message: &str| {
-        write_atomic(
-            &run.result(),
-            json!({"state": state, "message": message})
-                .to_string()
-                .as_bytes(),
-        )
-    };
     if primary {
         // The job is running from here on (the server's startTime).
         let now = std::time::SystemTime::now()
@@ -231,7 +223,7 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
         Err(e) => {
             let message = format!("{} could not start {}: {e}", me.task, me.program);
             if primary {
-                write_result("FAILED", &message)?;
+                run.write_result("FAILED", &message)?;
             }
             return Err(ExecError::Replica(message));
         }
@@ -254,78 +246,66 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
     ];
     let started = Instant::now();
     let grace = Duration::from_secs(5);
-    let code = loop {
+    // The task's exit code, and the job's outcome when this task decides it (the primary).
+    let (code, outcome) = loop {
         if let Some(status) = child.try_wait().ok().flatten() {
             // Leftovers of the replica (its process group) go with it.
             stop_groups(&mut [&mut child], Duration::ZERO);
-            if primary {
-                if !status.success() {
-                    // `scancel` and Slurm's time limit signal every process of the step at
-                    // once: the replica may die before this shim sees its own SIGTERM.
-                    let t = Instant::now();
-                    while t.elapsed() < SIGNAL_WAIT && !cancel.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                }
-                if cancel.load(Ordering::Relaxed) || run.0.join("cancel_requested").exists() {
-                    // Not the trainer's failure: the server (or Slurm) ended the job and
-                    // writes the outcome from Slurm's state.
-                    for p in pumps {
-                        let _ = p.join();
-                    }
-                    return Ok(143);
-                }
-                let (state, message) = if status.success() {
-                    ("SUCCEEDED", String::new())
-                } else {
-                    (
-                        "FAILED",
-                        format!(
-                            "The replica {} exited with a non-zero status: {}",
-                            me.task,
-                            exit_text(status)
-                        ),
-                    )
-                };
-                for p in pumps {
-                    let _ = p.join();
-                }
-                write_result(state, &message)?;
-                return Ok(status.code().unwrap_or(1));
+            let code = status.code().unwrap_or(1);
+            if !primary {
+                break (code, None);
             }
-            break status.code().unwrap_or(1);
+            if !status.success() {
+                // `scancel` and Slurm's time limit signal every process of the step at once:
+                // the replica may die before this shim sees its own SIGTERM.
+                let t = Instant::now();
+                while t.elapsed() < SIGNAL_WAIT && !cancel.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            if cancel.load(Ordering::Relaxed) || run.0.join("cancel_requested").exists() {
+                // Not the trainer's failure: the server (or Slurm) ended the job, and the
+                // server writes the outcome from Slurm's state.
+                break (143, None);
+            }
+            let outcome = if status.success() {
+                ("SUCCEEDED", String::new())
+            } else {
+                (
+                    "FAILED",
+                    format!(
+                        "The replica {} exited with a non-zero status: {}",
+                        me.task,
+                        exit_text(status)
+                    ),
+                )
+            };
+            break (code, Some(outcome));
         }
         if cancel.load(Ordering::Relaxed) {
             stop_groups(&mut [&mut child], grace);
-            break 143;
+            break (143, None);
         }
         if !primary && run.result().exists() {
             // The primary has ended the job.
             stop_groups(&mut [&mut child], grace);
-            break 0;
+            break (0, None);
         }
-        if primary
-            && plan
-                .max_running_secs
-                .is_some_and(|m| started.elapsed().as_secs_f64() > m)
+        if let Some(max) = plan.max_running_secs
+            && primary
+            && started.elapsed().as_secs_f64() > max
         {
             stop_groups(&mut [&mut child], grace);
-            for p in pumps {
-                let _ = p.join();
-            }
-            write_result(
-                "FAILED",
-                &format!(
-                    "Job exceeded its maximum running time ({} s)",
-                    plan.max_running_secs.unwrap_or(0.0)
-                ),
-            )?;
-            return Ok(1);
+            let message = format!("Job exceeded its maximum running time ({max} s)");
+            break (1, Some(("FAILED", message)));
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     for p in pumps {
         let _ = p.join();
+    }
+    if let Some((state, message)) = outcome {
+        run.write_result(state, &message)?;
     }
     Ok(code)
 }

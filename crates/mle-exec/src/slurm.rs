@@ -72,7 +72,7 @@ pub struct Slurm {
     /// `--partition`, when set.
     pub partition: Option<String>,
     /// Extra `sbatch` arguments, given verbatim (e.g. `--account=ml`).
-    pub sbatch_args: Vec<String>,
+    pub extra_args: Vec<String>,
     /// The `mle` binary the tasks run (must exist at this path on every node).
     pub mle_exe: PathBuf,
     snapshot: Arc<Mutex<Option<Snapshot>>>,
@@ -130,10 +130,10 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 impl Slurm {
     /// A cluster whose tasks run `mle_exe`.
-    pub fn new(mle_exe: PathBuf, partition: Option<String>, sbatch_args: Vec<String>) -> Self {
+    pub fn new(mle_exe: PathBuf, partition: Option<String>, extra_args: Vec<String>) -> Self {
         Self {
             partition,
-            sbatch_args,
+            extra_args,
             mle_exe,
             ..Self::default()
         }
@@ -183,7 +183,7 @@ impl Slurm {
             // The primary's shim enforces the exact limit; Slurm's (whole minutes) is a backstop.
             a.push(format!("--time={}", (s / 60.0).ceil() as u64 + 1));
         }
-        a.extend(self.sbatch_args.iter().cloned());
+        a.extend(self.extra_args.iter().cloned());
         a
     }
 

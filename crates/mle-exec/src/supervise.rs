@@ -221,12 +221,7 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
             let _ = p.join();
         }
     }
-    write_atomic(
-        &run.result(),
-        json!({"state": outcome.state, "message": outcome.message})
-            .to_string()
-            .as_bytes(),
-    )?;
+    run.write_result(&outcome.state, &outcome.message)?;
     Ok(outcome)
 }
 

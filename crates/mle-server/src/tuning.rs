@@ -315,13 +315,14 @@ impl Scheduler {
             // The primary has reported but its processes (its Slurm job) are still winding
             // down: the trial keeps its parallel slot until they are gone, so that no more
             // than maxParallelTrials ever run (bounded wait, in case the engine is slow).
-            let reported_secs = std::fs::metadata(tr.result())
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .map_or(0.0, |d| d.as_secs_f64());
-            if result.is_some() && alive && reported_secs < WIND_DOWN_SECS {
-                continue;
+            if result.is_some() && alive {
+                let reported = std::fs::metadata(tr.result())
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                if reported.is_none_or(|d| d.as_secs_f64() < WIND_DOWN_SECS) {
+                    continue;
+                }
             }
             if result.is_some() || self.metrics_due(project, &job.job_id, &trial.trial_id) {
                 let output = out_root.as_ref().map(|r| r.join(&trial.trial_id));

@@ -246,15 +246,22 @@ pub fn wait_gone(needle: &str, secs: u64) {
     }
 }
 
+/// A seed script of `examples/` (`script` relative to it) pointed at `s`; callers add
+/// `JOB_DIR`, `JOB_NAME` and the like.
+pub fn seed_script(s: &Server, script: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(examples().join(script))
+        .env("MLE", env!("CARGO_BIN_EXE_mle"))
+        .env("MLE_SERVER", &s.url)
+        .env("MLE_DATA_DIR", &s.data);
+    c
+}
+
 /// The book's `examples/iris/scripts/hyper-tune.sh` against `s` as job `iris_hp` (project
 /// `default`), 2000 steps per trial.
 pub fn hyper_tune_script(s: &Server, job_dir: &Path) -> Command {
-    let mut c = Command::new("bash");
-    c.arg(examples().join("iris/scripts/hyper-tune.sh"))
-        .env("MLE", env!("CARGO_BIN_EXE_mle"))
-        .env("MLE_SERVER", &s.url)
-        .env("MLE_DATA_DIR", &s.data)
-        .env("JOB_DIR", job_dir)
+    let mut c = seed_script(s, "iris/scripts/hyper-tune.sh");
+    c.env("JOB_DIR", job_dir)
         .env("JOB_NAME", "iris_hp")
         .env("TRAIN_STEPS", "2000");
     c
