@@ -24,7 +24,12 @@ free_port() {
 }
 
 start_munge() {
+    # Clusters started at the same moment (parallel tests) must not both start munged: the
+    # second one fails on munged's socket lock.
+    exec {lock}>/tmp/mle-slurm-munge.lock
+    flock "$lock"
     if [ -S /run/munge/munge.socket.2 ] && munge -n </dev/null >/dev/null 2>&1; then
+        exec {lock}>&-
         return
     fi
     mkdir -p /run/munge /etc/munge
@@ -34,7 +39,8 @@ start_munge() {
         chown munge:munge /etc/munge/munge.key
         chmod 400 /etc/munge/munge.key
     fi
-    runuser -u munge -- /usr/sbin/munged
+    runuser -u munge -- /usr/sbin/munged {lock}>&-
+    exec {lock}>&-
 }
 
 write_conf() { # $1 = controller host, $2 = controller address, then node lines

@@ -55,11 +55,13 @@ fn the_launch_contract_holds_on_slurm_as_on_the_local_backend() {
     let cluster_spec = check_standard_1_launch_contract(&s, &probe, &dir.path().join("job"));
     // ... and the replicas really were the 8 tasks of one Slurm job, addressed by its node.
     let id = slurm_id(&s, "probe_1");
-    let done = cluster.completed();
-    let line = done
-        .iter()
-        .find(|l| l.starts_with(&format!("JobId={id} ")))
-        .unwrap_or_else(|| panic!("job {id} not in the completion log: {done:?}"));
+    let done = cluster.completions(&format!("JobId={id} "));
+    let line = done.first().unwrap_or_else(|| {
+        panic!(
+            "job {id} not in the completion log: {:?}",
+            cluster.completed()
+        )
+    });
     assert!(
         line.contains("Name=mle-p-probe_1 ")
             && line.contains("JobState=COMPLETED")
@@ -206,7 +208,6 @@ fn a_tuning_job_runs_its_trials_as_slurm_jobs_two_at_a_time() {
         );
     }
     // One Slurm job per trial: completed, or cancelled when the trial was stopped early.
-    let done = cluster.completed();
     for t in trials {
         let name = format!(
             "Name=mle-default-iris_hp-t{} ",
@@ -217,7 +218,7 @@ fn a_tuning_job_runs_its_trials_as_slurm_jobs_two_at_a_time() {
         } else {
             "JobState=COMPLETED"
         };
-        let runs: Vec<&String> = done.iter().filter(|l| l.contains(&name)).collect();
+        let runs = cluster.completions(&name);
         assert!(
             runs.len() == 1 && runs[0].contains(want),
             "trial {t}: {runs:?}"
@@ -252,9 +253,9 @@ fn cancel_kills_everything_and_a_restarted_server_loses_nothing() {
     let id = slurm_id(&s, "long_1");
     assert!(
         cluster
-            .completed()
+            .completions(&format!("JobId={id} "))
             .iter()
-            .any(|l| l.starts_with(&format!("JobId={id} ")) && l.contains("JobState=CANCELLED")),
+            .any(|l| l.contains("JobState=CANCELLED")),
         "{:?}",
         cluster.completed()
     );
@@ -271,11 +272,7 @@ fn cancel_kills_everything_and_a_restarted_server_loses_nothing() {
     assert_eq!(v["state"], "SUCCEEDED", "{v}");
     assert!(mle_nn::export::latest(&job_dir.join("export/abalone")).is_some());
     // The same Slurm job finished it: nothing was submitted twice.
-    let runs: Vec<String> = cluster
-        .completed()
-        .into_iter()
-        .filter(|l| l.contains("Name=mle-p-long_2 "))
-        .collect();
+    let runs = cluster.completions("Name=mle-p-long_2 ");
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert!(runs[0].starts_with(&format!("JobId={id} ")), "{runs:?}");
 
@@ -338,11 +335,7 @@ fn a_job_waiting_in_slurms_queue_is_preparing_until_slurm_starts_it() {
     );
     assert!(stdout(&out).contains("released"), "{}", stdout(&out));
     // One Slurm job did it all.
-    let runs: Vec<String> = cluster
-        .completed()
-        .into_iter()
-        .filter(|l| l.contains("Name=mle-p-held_1 "))
-        .collect();
+    let runs = cluster.completions("Name=mle-p-held_1 ");
     assert_eq!(runs.len(), 1, "{runs:?}");
     drop(first);
 }

@@ -390,8 +390,8 @@ pub fn check_standard_1_launch_contract(s: &Server, probe: &Path, job_dir: &Path
 /// namespaces), stopped when dropped. Needs root, slurm-wlm and munge (`.ci/run` installs
 /// them); `MLE_SKIP_SLURM=1` skips the Slurm tests instead (they say so).
 pub struct SlurmCluster {
-    /// Our own cluster's directory; `None` for the shared one of `MLE_TEST_SLURM_CONF`.
-    pub dir: Option<tempfile::TempDir>,
+    /// The cluster's directory (its config, state and logs).
+    pub dir: tempfile::TempDir,
     pub conf: PathBuf,
 }
 
@@ -421,10 +421,7 @@ impl SlurmCluster {
             stderr(&out)
         );
         let conf = dir.path().join("slurm.conf");
-        Some(Self {
-            dir: Some(dir),
-            conf,
-        })
+        Some(Self { dir, conf })
     }
 
     /// A Slurm command-line tool pointed at this cluster.
@@ -434,11 +431,27 @@ impl SlurmCluster {
         c
     }
 
+    /// The job-completion log's lines that contain `needle`, waiting up to 30 s for the first:
+    /// slurmctld writes a job's line after the job's tasks have gone, which can be a moment
+    /// after mle has seen the job's result.
+    pub fn completions(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found: Vec<String> = self
+                .completed()
+                .into_iter()
+                .filter(|l| l.contains(needle))
+                .collect();
+            if !found.is_empty() || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Lines of the job-completion log.
     pub fn completed(&self) -> Vec<String> {
-        // scripts/slurm-cluster.sh's layout.
-        let log = self.conf.with_file_name("log").join("jobcomp.txt");
-        std::fs::read_to_string(log)
+        std::fs::read_to_string(self.dir.path().join("log/jobcomp.txt"))
             .unwrap_or_default()
             .lines()
             .map(String::from)
@@ -448,14 +461,11 @@ impl SlurmCluster {
 
 impl Drop for SlurmCluster {
     fn drop(&mut self) {
-        let Some(dir) = &self.dir else {
-            return;
-        };
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm-cluster.sh");
         let _ = Command::new("bash")
             .arg(script)
             .arg("down")
-            .arg(dir.path())
+            .arg(self.dir.path())
             .output();
     }
 }
