@@ -341,6 +341,49 @@ fn a_job_waiting_in_slurms_queue_is_preparing_until_slurm_starts_it() {
 }
 
 #[test]
+fn a_slurm_job_an_interrupted_attempt_left_unrecorded_is_cancelled_not_run_twice() {
+    let Some(cluster) = SlurmCluster::start(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // What a server that died between sbatch's answer and writing `slurm_job` leaves behind:
+    // a Slurm job with the job's name, running in its run directory, that mle has no record of.
+    let run = data.join("runs/p/twice_1");
+    std::fs::create_dir_all(&run).unwrap();
+    let out = cluster
+        .tool("sbatch")
+        .args(["--parsable", "--hold", "--job-name=mle-p-twice_1"])
+        .arg(format!("--chdir={}", run.display()))
+        .args(["--wrap", "sleep 1000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stray = stdout(&out).trim().to_string();
+    let s = start_slurm_server(&data, &[], 16, &cluster);
+    submit(&s, &shell_job("twice_1", "echo once"));
+    let v = s.wait_state("twice_1", &["SUCCEEDED", "FAILED"], 60);
+    assert_eq!(v["state"], "SUCCEEDED", "{v}");
+    let id = slurm_id(&s, "twice_1");
+    assert_ne!(id, stray);
+    let runs = cluster.completions(&format!("JobId={stray} "));
+    assert!(
+        runs.len() == 1 && runs[0].contains("JobState=CANCELLED"),
+        "{runs:?}"
+    );
+    let out = run_expect(
+        s.cli()
+            .args(["jobs", "--project", "p", "stream-logs", "twice_1"]),
+        0,
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("cancelled Slurm job {stray}")) && text.contains("once"),
+        "{text}"
+    );
+}
+
+#[test]
 fn max_running_time_fails_a_slurm_job_that_runs_too_long() {
     let Some(cluster) = SlurmCluster::start(false) else {
         return;

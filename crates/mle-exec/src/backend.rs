@@ -5,8 +5,6 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
-use serde_json::json;
-
 use crate::RunDir;
 use crate::slurm::{JobStatus, Resources, Slurm};
 
@@ -57,31 +55,25 @@ impl Backend {
             }
             Backend::Slurm(s) => {
                 let plan = run.read_plan().map_err(|e| e.to_string())?;
+                let trial = plan.trial.as_deref();
+                for id in s.cancel_strays(run, name) {
+                    run.service_log(
+                        trial,
+                        &format!(
+                            "cancelled Slurm job {id}: an interrupted earlier attempt submitted it (the server stopped before recording it)"
+                        ),
+                    );
+                }
                 let tasks = plan.replicas.len();
                 let id = s.submit(run, name, tasks, res, plan.max_running_secs)?;
                 // Say where the job went, in the job's own logs.
-                let mut line = json!({
-                    "time": std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64()),
-                    "severity": "INFO",
-                    "task": "service",
-                    "message": format!(
+                run.service_log(
+                    trial,
+                    &format!(
                         "submitted to Slurm as job {id} ({name}): {tasks} task(s), {} CPU(s) each",
                         res.cpus.max(1)
                     ),
-                });
-                if let Some(t) = &plan.trial {
-                    line["trial"] = json!(t);
-                }
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(run.logs().join("service.log"))
-                {
-                    use std::io::Write;
-                    let _ = writeln!(f, "{line}");
-                }
+                );
                 Ok(())
             }
         }

@@ -165,6 +165,28 @@ impl RunDir {
         )
     }
 
+    /// Appends a line from the service itself (task `service`) to `logs/service.log`, where
+    /// the logs endpoint shows it among the replicas' lines. Best effort: a log line that
+    /// cannot be written must not fail the job.
+    pub fn service_log(&self, trial: Option<&str>, message: &str) {
+        use std::io::Write;
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut line =
+            json!({"time": time, "severity": "INFO", "task": "service", "message": message});
+        if let Some(t) = trial {
+            line["trial"] = json!(t);
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs().join("service.log"))
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
     /// The supervisor's pid, if it is still alive (and is an mle process).
     pub fn live_supervisor(&self) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.pid_file())

@@ -243,6 +243,32 @@ impl Slurm {
         Ok(id)
     }
 
+    /// Cancels the active Slurm jobs named `name` that run in `run`: jobs an earlier attempt
+    /// submitted when the server stopped between `sbatch`'s answer and recording it in
+    /// `slurm_job`. Launching again must not leave them running beside the new job (the
+    /// earlier attempt's files are gone or about to be replaced). Returns their ids.
+    pub fn cancel_strays(&self, run: &RunDir, name: &str) -> Vec<u64> {
+        let Ok(out) = Command::new("squeue")
+            .args(["--noheader", "--name", name, "--format=%i %Z"])
+            .output()
+        else {
+            return Vec::new();
+        };
+        let here = run.0.canonicalize().unwrap_or_else(|_| run.0.clone());
+        let strays: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (id, dir) = l.trim().split_once(' ')?;
+                let dir = Path::new(dir.trim());
+                (dir == run.0 || dir == here).then(|| id.parse().ok())?
+            })
+            .collect();
+        for id in &strays {
+            Self::scancel(*id);
+        }
+        strays
+    }
+
     /// `scancel`s the job of `run` (after noting that a cancel was asked for).
     pub fn cancel(&self, run: &RunDir) {
         let Some(id) = Self::job_id(run) else {

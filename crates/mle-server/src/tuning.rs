@@ -181,23 +181,6 @@ fn read_reports(trial_run: &RunDir, output: Option<&PathBuf>, tag: &str) -> Vec<
     reports
 }
 
-/// A line from the service itself in the trial's logs (task `service`), for `stream-logs`.
-fn service_log(run: &RunDir, trial: &str, message: &str) {
-    use std::io::Write;
-    let time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    let line = serde_json::json!({"time": time, "severity": "INFO", "task": "service", "trial": trial, "message": message});
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(run.logs().join("service.log"))
-    {
-        let _ = writeln!(f, "{line}");
-    }
-}
-
 /// How long a trial that has reported may keep its slot while its processes end.
 const WIND_DOWN_SECS: f64 = 30.0;
 
@@ -363,9 +346,8 @@ impl Scheduler {
                     }
                 }
                 if trial.state != before_state && trial.state == JobState::Failed {
-                    service_log(
-                        &tr,
-                        &trial.trial_id,
+                    tr.service_log(
+                        Some(&trial.trial_id),
                         &format!("trial {} failed: {}", trial.trial_id, trial.error_message),
                     );
                 }
@@ -398,9 +380,8 @@ impl Scheduler {
                 )
             {
                 trial.is_trial_stopped_early = true;
-                service_log(
-                    &tr,
-                    &trial.trial_id,
+                tr.service_log(
+                    Some(&trial.trial_id),
                     &format!(
                         "stopping trial {} early: its best {tag} so far is worse than the median of the completed trials at the same step",
                         trial.trial_id
