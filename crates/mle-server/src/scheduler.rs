@@ -423,7 +423,15 @@ impl Scheduler {
     /// Runs the scheduling loop forever.
     pub async fn run(self: Arc<Self>) {
         loop {
-            if let Err(e) = self.tick().await {
+            // A tick asks Slurm's command-line tools about every job, and each call can wait
+            // for the controller's MessageTimeout when it is slow or down: on that backend the
+            // tick runs where it cannot hold up the runtime's other tasks (the API).
+            let result = if matches!(self.cfg.backend, mle_exec::Backend::Slurm(_)) {
+                off_runtime(|| tokio::runtime::Handle::current().block_on(self.tick()))
+            } else {
+                self.tick().await
+            };
+            if let Err(e) = result {
                 eprintln!("scheduler: {e}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -632,9 +640,11 @@ impl Scheduler {
                 .as_ref()
                 .map(task_resources)
                 .unwrap_or_default();
-            self.cfg
-                .backend
-                .launch(&run, &engine_name(project, job_id, None), &res)?;
+            off_runtime(|| {
+                self.cfg
+                    .backend
+                    .launch(&run, &engine_name(project, job_id, None), &res)
+            })?;
         }
         // A job waiting in the engine's queue (Slurm PENDING) stays PREPARING; the tick moves
         // it to RUNNING when the engine starts it.
@@ -665,9 +675,21 @@ impl Scheduler {
             })
             .await?;
         if job.state == JobState::Cancelling {
-            self.cfg.backend.cancel(&self.run_dir(project, job_id));
+            off_runtime(|| self.cfg.backend.cancel(&self.run_dir(project, job_id)));
         }
         Ok(job)
+    }
+}
+
+/// Runs `f`, a blocking call into the execution engine, without stalling the async runtime's
+/// other tasks (`block_in_place` hands this worker's queue to another thread first). Outside
+/// a multi-threaded runtime it simply runs `f`.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
