@@ -302,8 +302,10 @@ impl Slurm {
     }
 
     fn query_squeue() -> Result<JobTable, String> {
+        // `--me`: only the jobs this server's user submitted (newer Slurm filters `--json`
+        // output; 22.05 lists every job whatever the filter, so ours are looked up by id).
         let out = Command::new("squeue")
-            .arg("--json")
+            .args(["--json", "--me"])
             .output()
             .map_err(|e| format!("cannot run squeue: {e}"))?;
         if !out.status.success() {
@@ -312,7 +314,6 @@ impl Slurm {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        // `squeue --json` of 22.05 ignores `-j`: take every job and look ours up.
         let v: Value = serde_json::from_slice(&out.stdout)
             .map_err(|e| format!("squeue --json gave unreadable output: {e}"))?;
         Ok(v["jobs"]
