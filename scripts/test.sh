@@ -20,4 +20,5 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --release --workspace --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test --release --workspace
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --release --workspace --no-fail-fast

@@ -256,10 +256,23 @@ mod tests {
 
     #[test]
     fn the_primary_decides_and_others_are_stopped() {
+        // The primary ends once the worker has written its line (on a loaded machine the
+        // worker could otherwise be stopped before it ever ran `echo`).
+        let m = tempfile::tempdir().unwrap();
+        let said = m.path().join("said");
         let (_d, o, rd) = run(
             vec![
-                sh("worker-replica-0", "echo w; sleep 60"),
-                sh("master-replica-0", "echo $X; echo oops >&2"),
+                sh(
+                    "worker-replica-0",
+                    &format!("echo w; touch '{}'; sleep 60", said.display()),
+                ),
+                sh(
+                    "master-replica-0",
+                    &format!(
+                        "while [ ! -e '{}' ]; do sleep 0.01; done; echo $X; echo oops >&2",
+                        said.display()
+                    ),
+                ),
             ],
             None,
         );
