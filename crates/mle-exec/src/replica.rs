@@ -11,8 +11,9 @@
 //!
 //! The trainer's output goes to this task's standard output as the same JSON lines the local
 //! supervisor writes (Slurm stores them in `logs/slurm-task-<N>.log`). The primary's exit
-//! decides the job: its shim writes `started` (the time its trainer started) and `result.json`; the other shims stop their replicas when
-//! that file appears. SIGTERM (`scancel`) stops the replica's whole process group.
+//! decides the job: its shim writes `started` (the time its trainer started) and
+//! `result.json`; the other shims stop their replicas when that file appears. SIGTERM
+//! (`scancel`) stops the replica's whole process group.
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -505,13 +505,7 @@ impl Scheduler {
                 && self.cfg.backend.started(&run)
             {
                 // The engine has started a job that waited in its queue.
-                self.update(&rec.project, &rec.job_id, |j| {
-                    if j.state == JobState::Preparing {
-                        j.state = JobState::Running;
-                        j.start_time = now_rfc3339();
-                    }
-                })
-                .await?;
+                self.mark_running(&rec.project, &rec.job_id).await?;
             }
             if preparing_here || alive {
                 used += slots_needed(&job);
@@ -649,16 +643,23 @@ impl Scheduler {
         // A job waiting in the engine's queue (Slurm PENDING) stays PREPARING; the tick moves
         // it to RUNNING when the engine starts it.
         if tuning || self.cfg.backend.started(&run) {
-            self.update(project, job_id, |j| {
-                if j.state == JobState::Preparing {
-                    j.state = JobState::Running;
-                    j.start_time = now_rfc3339();
-                }
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+            self.mark_running(project, job_id)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// PREPARING → RUNNING, from now (a job cancelled meanwhile stays CANCELLING).
+    async fn mark_running(&self, project: &str, job_id: &str) -> Result<(), StoreError> {
+        self.update(project, job_id, |j| {
+            if j.state == JobState::Preparing {
+                j.state = JobState::Running;
+                j.start_time = now_rfc3339();
+            }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Cancels a job: queued jobs end at once; running ones are signalled.

@@ -392,7 +392,6 @@ pub fn check_standard_1_launch_contract(s: &Server, probe: &Path, job_dir: &Path
 pub struct SlurmCluster {
     /// The cluster's directory (its config, state and logs).
     pub dir: tempfile::TempDir,
-    pub conf: PathBuf,
 }
 
 impl SlurmCluster {
@@ -420,14 +419,18 @@ impl SlurmCluster {
             stdout(&out),
             stderr(&out)
         );
-        let conf = dir.path().join("slurm.conf");
-        Some(Self { dir, conf })
+        Some(Self { dir })
+    }
+
+    /// Its `slurm.conf` (what `SLURM_CONF` names).
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("slurm.conf")
     }
 
     /// A Slurm command-line tool pointed at this cluster.
     pub fn tool(&self, name: &str) -> Command {
         let mut c = Command::new(name);
-        c.env("SLURM_CONF", &self.conf);
+        c.env("SLURM_CONF", self.conf());
         c
     }
 
@@ -488,7 +491,7 @@ pub fn start_slurm_server_with(
     cluster: &SlurmCluster,
     extra: &[&str],
 ) -> Server {
-    let conf = cluster.conf.display().to_string();
+    let conf = cluster.conf().display().to_string();
     let mut env: Vec<(&str, &str)> = env.to_vec();
     env.push(("SLURM_CONF", &conf));
     let mut flags: Vec<&std::ffi::OsStr> = vec!["--backend".as_ref(), "slurm".as_ref()];
