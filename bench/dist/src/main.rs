@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use mle_dist::ring::Ring;
 use mle_dist::{Cluster, Options};
-use mle_train::tfconfig::TfConfig;
+use mle_tfconfig::TfConfig;
 
 fn loopback(mb: usize) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -15,8 +15,10 @@
 
 mod error;
 mod job;
+mod location;
 mod machine;
 mod serving;
+mod time;
 mod tuning;
 mod validate;
 
@@ -25,11 +27,13 @@ pub use job::{
     AcceleratorConfig, Int64, Job, JobState, ReplicaConfig, ScaleTier, Scheduling, TrainingInput,
     TrainingOutput,
 };
+pub use location::local_path;
 pub use machine::{Machine, machine, machine_names};
 pub use serving::{
     DataFormat, Framework, Model, Operation, OperationError, PredictionInput, PredictionOutput,
     Version, VersionState, valid_resource_id, validate_prediction,
 };
+pub use time::{now_rfc3339, rfc3339};
 pub use tuning::{
     DEFAULT_METRIC_TAG, GoalType, HyperparameterMetric, HyperparameterOutput, HyperparameterSpec,
     Int32, ParameterSpec, ParameterType, ScaleType, TuningAlgorithm, validate_hyperparameters,

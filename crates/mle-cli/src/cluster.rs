@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use std::os::unix::process::CommandExt;
 
-use crate::local::exit_code;
+use mle_tfconfig::{ClusterMap, TfConfig};
 
 /// The shape of the local cluster.
 pub struct LocalCluster {
@@ -27,8 +27,9 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// `{primary: [port0], ps: [...], worker: [...]}` on contiguous localhost ports.
-    pub fn spec(&self) -> Result<serde_json::Value> {
+    /// `{primary: [port0], ps: [...], worker: [...]}` on contiguous localhost ports: the
+    /// primary first, then the parameter servers, then the workers.
+    pub fn spec(&self) -> Result<ClusterMap> {
         let n = 1 + self.ps + self.workers;
         let last = self.start_port as usize + n - 1;
         anyhow::ensure!(
@@ -36,26 +37,24 @@ impl LocalCluster {
             "--start-port {} leaves no room for {n} ports",
             self.start_port
         );
-        let addr = |i: usize| format!("localhost:{}", self.start_port as usize + i);
-        let mut cluster = serde_json::Map::new();
-        cluster.insert(self.primary.into(), serde_json::json!([addr(0)]));
-        if self.ps > 0 {
-            cluster.insert("ps".into(), (1..=self.ps).map(addr).collect());
-        }
-        if self.workers > 0 {
-            cluster.insert("worker".into(), (1 + self.ps..n).map(addr).collect());
-        }
-        Ok(serde_json::Value::Object(cluster))
+        let addr = |role: &str, i: usize| -> Result<String, std::convert::Infallible> {
+            let offset = match role {
+                "ps" => 1 + i,
+                "worker" => 1 + self.ps + i,
+                _ => 0,
+            };
+            Ok(format!("localhost:{}", self.start_port as usize + offset))
+        };
+        mle_tfconfig::cluster(self.primary, self.workers, self.ps, addr).map_err(|e| match e {})
     }
 }
 
-fn tf_config(
-    cluster: &serde_json::Value,
-    role: &str,
-    index: usize,
-    job: &serde_json::Value,
-) -> String {
-    serde_json::json!({"cluster": cluster, "task": {"type": role, "index": index}, "job": job, "environment": "cloud"}).to_string()
+/// The child's exit code, or 128 + signal like a shell.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 struct Replica {
@@ -92,7 +91,7 @@ pub fn run_local_cluster(
     let mut others = Vec::new();
     let start = |role: &str, index: usize| {
         spawn(
-            command(tf_config(&cluster, role, index, job)),
+            command(TfConfig::for_task(&cluster, role, index, job.clone()).to_json()),
             format!("{role}-replica-{index}"),
         )
     };

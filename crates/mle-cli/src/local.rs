@@ -89,11 +89,6 @@ pub fn run(cmd: LocalCommand) -> Result<i32> {
     }
 }
 
-/// `TF_CONFIG` of a single-process run (DESIGN §2.1).
-fn single_tf_config(job: serde_json::Value) -> String {
-    serde_json::json!({"cluster": {}, "task": {}, "job": job, "environment": "cloud"}).to_string()
-}
-
 /// What every replica runs, before `TF_CONFIG` is set.
 struct Launch {
     program: std::ffi::OsString,
@@ -161,10 +156,10 @@ fn train(a: LocalTrainArgs) -> Result<i32> {
         );
     }
     let status = launch
-        .command(single_tf_config(launch.job.clone()))
+        .command(mle_tfconfig::TfConfig::single(launch.job.clone()).to_json())
         .status()
         .context("starting the trainer")?;
-    Ok(exit_code(status))
+    Ok(crate::cluster::exit_code(status))
 }
 
 fn launch_spec(a: &LocalTrainArgs) -> crate::cluster::LocalCluster {
@@ -175,14 +170,6 @@ fn launch_spec(a: &LocalTrainArgs) -> crate::cluster::LocalCluster {
         evaluators: a.evaluator_count,
         start_port: a.start_port,
     }
-}
-
-/// The child's exit code, or 128 + signal like a shell.
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// Parses one instance: a list in signature order or an object of named features.

@@ -636,5 +636,5 @@ pub(crate) fn stream_logs(client: &Client, job: &str) -> Result<i32> {
 }
 
 fn format_time(secs: f64) -> String {
-    mle_server::rfc3339(secs)
+    mle_api::rfc3339(secs)
 }

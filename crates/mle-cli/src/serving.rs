@@ -451,20 +451,20 @@ pub fn submit_prediction(c: &Client, a: SubmitPrediction) -> Result<(String, boo
 /// `mle exec-predict` (run by a batch prediction job's supervisor).
 pub fn exec_predict(a: ExecPredictArgs) -> Result<i32> {
     let format = match a.data_format.as_str() {
-        "json" => mle_serve::LineFormat::Json,
-        "text" => mle_serve::LineFormat::Text,
+        "json" => mle_predict::LineFormat::Json,
+        "text" => mle_predict::LineFormat::Text,
         other => bail!("unknown data format '{other}'"),
     };
-    let inputs = mle_serve::expand_inputs(&a.inputs)?;
+    let inputs = mle_predict::expand_inputs(&a.inputs)?;
     println!(
         "predicting {} input file(s) with {}",
         inputs.len(),
         a.model_dir.display()
     );
-    let servable = mle_serve::Servable::load(&a.model_dir)?;
+    let servable = mle_predict::Servable::load(&a.model_dir)?;
     let started = Instant::now();
     let mut last = Instant::now();
-    let summary = mle_serve::predict_files(
+    let summary = mle_predict::predict_files(
         &servable,
         format,
         &inputs,

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use mle_dist::{ReplicaRole, TfConfig};
 use mle_nn::Overrides;
 use mle_train::builtin::{self, BuiltinArgs, DataSource, SpecSource};
-use mle_train::tfconfig::TfConfig;
 use mle_train::{TrainConfig, TrainError};
 
 /// Reference workloads embedded in the binary.
@@ -135,15 +135,7 @@ pub enum Strategy {
 
 /// Accepts local paths and `file://` URIs; object-store URIs are refused with a clear message.
 pub fn local_path(uri: &str) -> Result<PathBuf> {
-    if let Some(rest) = uri.strip_prefix("file://") {
-        return Ok(PathBuf::from(rest));
-    }
-    if let Some((scheme, _)) = uri.split_once("://") {
-        bail!(
-            "{uri}: '{scheme}://' job dirs are not supported yet; use a local path or file:// URI"
-        );
-    }
-    Ok(PathBuf::from(uri))
+    mle_api::local_path(uri).map_err(|e| anyhow::anyhow!("{uri}: {e}"))
 }
 
 pub fn run(a: TrainArgs) -> Result<i32> {
@@ -230,21 +222,29 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     let sync = a.sync_replicas;
     // The role is settled before data is read: ps replicas and evaluators never train.
     let tf = TfConfig::from_env().map_err(anyhow::Error::msg)?;
-    if tf.task_type == "evaluator" {
-        let max = args.cfg.train_steps.unwrap_or(u64::MAX);
-        builtin::evaluate_checkpoints(args, max).context("evaluator failed")?;
-        return Ok(0);
-    }
-    if tf.task_type == "ps" {
-        let cluster = mle_dist::Cluster::from_tf_config(&tf)?;
-        eprintln!("{}: serving parameters", cluster.me);
-        mle_dist::ps::serve(&cluster, &opts).with_context(|| format!("{} failed", cluster.me))?;
-        return Ok(0);
+    match tf.role() {
+        ReplicaRole::Evaluator => {
+            let max = args.cfg.train_steps.unwrap_or(u64::MAX);
+            builtin::evaluate_checkpoints(args, max).context("evaluator failed")?;
+            return Ok(0);
+        }
+        ReplicaRole::ParameterServer => {
+            let cluster = mle_dist::Cluster::from_tf_config(&tf)?;
+            eprintln!("{}: serving parameters", cluster.me);
+            mle_dist::ps::serve(&cluster, &opts)
+                .with_context(|| format!("{} failed", cluster.me))?;
+            return Ok(0);
+        }
+        ReplicaRole::Single | ReplicaRole::Primary | ReplicaRole::Worker => {}
     }
     let make = move |total: usize| -> Result<Option<Box<dyn mle_train::Exchange>>, TrainError> {
-        match mle_dist::from_env(total, strategy, sync, &opts)? {
+        match mle_dist::for_config(&tf, total, strategy, sync, &opts)? {
             mle_dist::Role::Trainer(x) => Ok(Some(x)),
-            _ => Ok(None),
+            mle_dist::Role::Single => Ok(None),
+            // The role was decided above from the same TF_CONFIG: these never train.
+            mle_dist::Role::ParameterServer(_) | mle_dist::Role::Evaluator => Err(
+                TrainError::Config("a parameter server or evaluator cannot train".into()),
+            ),
         }
     };
     let outcome = builtin::run(args, &make).context("training failed")?;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mle_train::tfconfig::TfConfig;
+use mle_tfconfig::TfConfig;
 
 use crate::DistError;
 
@@ -104,12 +104,13 @@ impl Cluster {
         let me = trainers
             .iter()
             .chain(&ps)
-            .find(|r| r.role == tf.task_type && r.index == tf.task_index)
+            .find(|r| r.role == tf.task_type() && r.index == tf.task_index())
             .cloned()
             .ok_or_else(|| {
                 DistError::Cluster(format!(
                     "this replica ({} {}) is not in the cluster",
-                    tf.task_type, tf.task_index
+                    tf.task_type(),
+                    tf.task_index()
                 ))
             })?;
         Ok(Self { trainers, ps, me })

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use mle_dist::{Cluster, Options};
-//! let tf = mle_train::tfconfig::TfConfig::from_env().unwrap();
+//! let tf = mle_dist::TfConfig::from_env().unwrap();
 //! let cluster = Cluster::from_tf_config(&tf).unwrap();
 //! println!("{} trainers, {} parameter servers", cluster.trainers.len(), cluster.ps.len());
 //! ```
@@ -22,7 +22,8 @@ pub mod wire;
 
 pub use cluster::{Cluster, Options};
 pub use exchange::{AllReduceExchange, PsExchange};
-pub use role::{Role, Strategy, from_env};
+pub use mle_tfconfig::{ReplicaRole, TfConfig};
+pub use role::{Role, Strategy, for_config, from_env};
 
 /// Errors of distributed training; every one names the replica concerned.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! What a replica started with a `TF_CONFIG` should do, for trainers built on the SDK and for
 //! `mle train` alike.
 
-use mle_train::tfconfig::TfConfig;
+use mle_tfconfig::{ReplicaRole, TfConfig};
 use mle_train::{Exchange, TrainError};
 
 use crate::{AllReduceExchange, Cluster, DistError, Options, PsExchange};
@@ -38,19 +38,26 @@ pub fn from_env(
     opts: &Options,
 ) -> Result<Role, TrainError> {
     let tf = TfConfig::from_env().map_err(TrainError::Config)?;
-    if tf.task_type == "evaluator" {
-        return Ok(Role::Evaluator);
+    for_config(&tf, total, strategy, sync, opts)
+}
+
+/// Prepares the role [`TfConfig::role`] decides for `tf` (the one place that decides it).
+pub fn for_config(
+    tf: &TfConfig,
+    total: usize,
+    strategy: Strategy,
+    sync: bool,
+    opts: &Options,
+) -> Result<Role, TrainError> {
+    match tf.role() {
+        ReplicaRole::Evaluator => return Ok(Role::Evaluator),
+        ReplicaRole::Single => return Ok(Role::Single),
+        ReplicaRole::ParameterServer => {
+            return Ok(Role::ParameterServer(Cluster::from_tf_config(tf)?));
+        }
+        ReplicaRole::Primary | ReplicaRole::Worker => {}
     }
-    if tf.cluster.is_empty() {
-        return Ok(Role::Single);
-    }
-    let c = Cluster::from_tf_config(&tf)?;
-    if c.me.role == "ps" {
-        return Ok(Role::ParameterServer(c));
-    }
-    if c.trainers.len() == 1 && c.ps.is_empty() {
-        return Ok(Role::Single);
-    }
+    let c = Cluster::from_tf_config(tf)?;
     let use_ps = match strategy {
         Strategy::Auto => !c.ps.is_empty(),
         Strategy::ParameterServer if c.ps.is_empty() => {

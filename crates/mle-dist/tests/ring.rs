@@ -4,9 +4,9 @@
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use mle_dist::TfConfig;
 use mle_dist::ring::Ring;
 use mle_dist::{Cluster, Options};
-use mle_train::tfconfig::TfConfig;
 
 fn port_block(n: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);

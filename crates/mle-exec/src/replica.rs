@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use mle_tfconfig::TfConfig;
 
 use crate::plan::write_atomic;
 use crate::supervise::{cancel_flag, exit_text, pump};
@@ -60,22 +60,15 @@ pub fn rank_order(plan: &JobPlan) -> Vec<usize> {
 }
 
 /// The `TF_CONFIG` `tf` with every cluster address replaced by the one its task registered.
+/// A `TF_CONFIG` that does not parse is passed on unchanged (the trainer reports it).
 pub fn rewrite_cluster(tf: &str, addrs: &HashMap<(String, usize), String>) -> String {
-    let Ok(mut v) = serde_json::from_str::<Value>(tf) else {
-        return tf.to_string();
-    };
-    if let Some(cluster) = v["cluster"].as_object_mut() {
-        for (role, list) in cluster.iter_mut() {
-            if let Some(list) = list.as_array_mut() {
-                for (i, a) in list.iter_mut().enumerate() {
-                    if let Some(new) = addrs.get(&(role.clone(), i)) {
-                        *a = json!(new);
-                    }
-                }
-            }
+    match TfConfig::parse(tf) {
+        Ok(mut c) => {
+            c.rewrite_addresses(addrs);
+            c.to_json()
         }
+        Err(_) => tf.to_string(),
     }
-    v.to_string()
 }
 
 fn env_usize(name: &str) -> Result<usize, ExecError> {
@@ -315,6 +308,7 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
 mod tests {
     use super::*;
     use crate::ReplicaPlan;
+    use serde_json::{Value, json};
 
     fn replica(task: &str) -> ReplicaPlan {
         ReplicaPlan {

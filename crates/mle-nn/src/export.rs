@@ -2,95 +2,16 @@
 //! `weights.safetensors` (parameters and moving statistics) and `model.onnx` (the same
 //! function as a standard ONNX graph).
 
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 use crate::sequential::{Layer, Sequential};
 use crate::spec::{Activation, Initializer, LayerSpec, Loss};
 use crate::tensorfile::{TensorFile, write_atomic};
 use crate::{Model, NnError, Task};
 
-/// Version of the `mle_model.json` format written by this crate.
-pub const FORMAT_VERSION: u32 = 1;
-
-/// `mle_model.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Format version ([`FORMAT_VERSION`]).
-    pub format_version: u32,
-    /// Model name.
-    pub name: String,
-    /// Input signature: the named features, in order.
-    pub inputs: Vec<InputFeature>,
-    /// What the outputs mean.
-    pub output: OutputSpec,
-    /// Standardisation applied to inputs before the first layer.
-    pub normalization: Option<Normalization>,
-    /// Resolved layers.
-    pub layers: Vec<ManifestLayer>,
-    /// Training loss.
-    pub loss: String,
-    /// Training step at export.
-    pub global_step: u64,
-}
-
-/// One input feature.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InputFeature {
-    /// Column name.
-    pub name: String,
-    /// Always `float32`.
-    pub dtype: String,
-}
-
-/// Output description.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutputSpec {
-    /// `regression` or `classification`.
-    pub kind: String,
-    /// Values per row.
-    pub width: usize,
-    /// Class names (classification).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub classes: Vec<String>,
-}
-
-/// Per-feature standardisation constants.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Normalization {
-    /// Means.
-    pub mean: Vec<f32>,
-    /// Standard deviations.
-    pub std: Vec<f32>,
-}
-
-/// A resolved layer in the manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ManifestLayer {
-    /// Dense.
-    Dense {
-        /// Output width.
-        units: usize,
-        /// Activation name.
-        activation: String,
-        /// Whether a bias is present.
-        use_bias: bool,
-    },
-    /// Dropout (identity at inference).
-    Dropout {
-        /// Rate used in training.
-        rate: f32,
-    },
-    /// Batch normalisation.
-    BatchNormalization {
-        /// Momentum used in training.
-        momentum: f32,
-        /// Epsilon.
-        epsilon: f32,
-    },
-}
+pub use mle_bundle::{
+    FORMAT_VERSION, InputFeature, Manifest, ManifestLayer, Normalization, OutputSpec, latest,
+};
 
 /// A loaded export: the model, its parameters and its manifest.
 #[derive(Debug, Clone)]
@@ -180,8 +101,7 @@ pub fn write(
         loss: model.loss.name().into(),
         global_step,
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| NnError::Export(e.to_string()))?;
-    write_atomic(&tmp.join("mle_model.json"), &json)?;
+    write_atomic(&tmp.join(mle_bundle::MANIFEST), &manifest.to_json())?;
     weights_file(model, params).write(&tmp.join("weights.safetensors"))?;
     let norm = normalization
         .as_ref()
@@ -208,22 +128,8 @@ pub fn weights_file(model: &Sequential, params: &[f32]) -> TensorFile {
 impl Bundle {
     /// Loads a bundle directory.
     pub fn load(dir: &Path) -> Result<Self, NnError> {
-        let manifest_path = dir.join("mle_model.json");
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
-            NnError::Export(format!(
-                "{} is not an mle export (reading mle_model.json: {e})",
-                dir.display()
-            ))
-        })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| NnError::Export(format!("{}: {e}", manifest_path.display())))?;
-        if manifest.format_version > FORMAT_VERSION {
-            return Err(NnError::Export(format!(
-                "{}: format version {} is newer than this mle understands ({FORMAT_VERSION})",
-                manifest_path.display(),
-                manifest.format_version
-            )));
-        }
+        let manifest_path = dir.join(mle_bundle::MANIFEST);
+        let manifest = mle_bundle::read(dir).map_err(NnError::Export)?;
         let bad = |m: String| NnError::Export(format!("{}: {m}", manifest_path.display()));
         let layers = manifest
             .layers
@@ -319,19 +225,4 @@ impl Bundle {
         let w = self.model.output_width();
         Ok(out.chunks(w).map(<[f32]>::to_vec).collect())
     }
-}
-
-/// The newest export under `<job-dir>/export/<name>/` (largest timestamp directory name).
-pub fn latest(export_root: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(export_root)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u64>().ok())
-                .map(|ts| (ts, e.path()))
-        })
-        .max_by_key(|(ts, _)| *ts)
-        .map(|(_, p)| p)
 }

@@ -13,11 +13,13 @@ use mle_api::{
 };
 use serde_json::{Value, json};
 
-use crate::jobs::{JOB, JOB_LOGS, JOBS};
-use crate::models::{
-    KSERVE_MODEL, MODEL, MODELS, OPERATION, OPERATIONS, V2_INFER, V2_LIVE, V2_MODEL,
-    V2_MODEL_READY, V2_READY, V2_VERSION_INFER, VERSION, VERSIONS,
+use crate::routes::jobs::{JOB, JOB_LOGS, JOBS};
+use crate::routes::models::{MODEL, MODELS};
+use crate::routes::operations::{OPERATION, OPERATIONS};
+use crate::routes::predict::{
+    KSERVE_MODEL, V2_INFER, V2_LIVE, V2_MODEL, V2_MODEL_READY, V2_READY, V2_VERSION_INFER,
 };
+use crate::routes::versions::{VERSION, VERSIONS};
 
 /// A JSON schema describing the shape of `v` (objects, arrays and scalar types).
 fn schema_of(v: &Value) -> Value {

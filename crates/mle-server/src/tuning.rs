@@ -8,20 +8,25 @@
 //! whose supervisor wrote a result, apply the median stopping rule, start trials proposed by
 //! `mle-tune` up to `maxParallelTrials`, and end the job when the study is over.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use mle_api::now_rfc3339;
 use mle_api::{
     GoalType, HyperparameterMetric, HyperparameterOutput, HyperparameterSpec, Int64, Job, JobState,
     ParameterType, ScaleType, TuningAlgorithm,
 };
 use mle_exec::RunDir;
 use mle_metrics::Report;
-use mle_store::StoreError;
 use mle_tune::{Algorithm, Domain, Goal, Param, Point, Scale, Space, Tuner, Value};
 
-use crate::scheduler::{Scheduler, TrialRun, decode, now_rfc3339, plan_training};
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::lifecycle;
+use crate::paths::local;
+use crate::plan::{TrialRun, engine_name, job_resources, plan_training};
 
 /// Studies are seeded alike, so that the same spec and history give the same proposals.
 const STUDY_SEED: u64 = 0x6d6c_6521;
@@ -184,72 +189,27 @@ fn read_reports(trial_run: &RunDir, output: Option<&PathBuf>, tag: &str) -> Vec<
 /// How long a trial that has reported may keep its slot while its processes end.
 const WIND_DOWN_SECS: f64 = 30.0;
 
-impl Scheduler {
-    /// The trial's process plan and its supervisor.
-    fn launch_trial(
-        &self,
-        project: &str,
-        job: &Job,
-        run: &RunDir,
-        spec: &HyperparameterSpec,
-        trial: &HyperparameterOutput,
-    ) -> Result<(), String> {
-        let tr = run.trial(&trial.trial_id);
-        std::fs::create_dir_all(tr.logs())
-            .map_err(|e| format!("cannot create the trial's run directory: {e}"))?;
-        let t = TrialRun {
-            id: trial.trial_id.clone(),
-            // In the spec's order, as CMLE passes them.
-            args: spec
-                .params
-                .iter()
-                .filter_map(|p| {
-                    let v = trial.hyperparameters.get(&p.parameter_name)?;
-                    Some(format!("--{}={v}", p.parameter_name))
-                })
-                .collect(),
-            metric_dir: tr.0.join("hypertune"),
-            tag: spec.metric_tag().to_string(),
-        };
-        let plan = plan_training(job, run, &self.cfg, Some(&t))?;
-        tr.write_plan(&plan).map_err(|e| e.to_string())?;
-        let res = job
-            .training_input
-            .as_ref()
-            .map(crate::scheduler::task_resources)
-            .unwrap_or_default();
-        let name = crate::scheduler::engine_name(project, &job.job_id, Some(&trial.trial_id));
-        self.cfg.backend.launch(&tr, &name, &res)
-    }
+/// The studies the scheduler drives, and when each running trial's metrics were last read.
+#[derive(Default)]
+pub struct Studies {
+    metric_polls: Mutex<HashMap<(String, String, String), Instant>>,
+}
 
-    /// Warm-start observations from `resumePreviousJobId`'s succeeded trials.
-    async fn previous_trials(&self, project: &str, spec: &HyperparameterSpec) -> Vec<(Point, f64)> {
-        if spec.resume_previous_job_id.is_empty() {
-            return Vec::new();
-        }
-        let Ok(rec) = self
-            .store
-            .get_job(project, &spec.resume_previous_job_id)
-            .await
-        else {
-            return Vec::new();
-        };
-        let space = tuner(spec).space;
-        decode(&rec)
-            .training_output
-            .map(|o| o.trials)
-            .unwrap_or_default()
-            .iter()
-            .filter(|t| t.state == JobState::Succeeded)
-            .filter_map(|t| {
-                Some((
-                    to_point(&space, &t.hyperparameters)?,
-                    t.final_metric?.objective_value,
-                ))
-            })
-            .collect()
-    }
+/// What one step of one study works with.
+struct Step<'a> {
+    db: &'a Db,
+    cfg: &'a Config,
+    project: &'a str,
+    job: &'a Job,
+    spec: &'a HyperparameterSpec,
+    tuner: Tuner,
+    tag: String,
+    run: RunDir,
+    /// `<job-dir>`, under which each trial writes `<trialId>/`.
+    out_root: Option<PathBuf>,
+}
 
+impl Studies {
     fn metrics_due(&self, project: &str, job_id: &str, trial: &str) -> bool {
         let key = (project.to_string(), job_id.to_string(), trial.to_string());
         let Ok(mut polls) = self.metric_polls.lock() else {
@@ -264,223 +224,51 @@ impl Scheduler {
         }
     }
 
-    /// One step of a tuning job's study (see the module docs).
-    pub(crate) async fn drive_study(&self, project: &str, job: &Job) -> Result<(), StoreError> {
+    /// One step of a tuning job's study (see the module docs): observe the running trials,
+    /// then either stop them all (cancel, too many failures) or start new ones, and save.
+    pub async fn drive(
+        &self,
+        db: &Db,
+        cfg: &Config,
+        project: &str,
+        job: &Job,
+    ) -> Result<(), DbError> {
         let Some(t) = &job.training_input else {
             return Ok(());
         };
         let Some(spec) = &t.hyperparameters else {
             return Ok(());
         };
-        let tag = spec.metric_tag().to_string();
-        let tuner = tuner(spec);
-        let run = self.run_dir(project, &job.job_id);
-        let out_root = (!t.job_dir.is_empty())
-            .then(|| PathBuf::from(t.job_dir.strip_prefix("file://").unwrap_or(&t.job_dir)));
+        let step = Step {
+            db,
+            cfg,
+            project,
+            job,
+            spec,
+            tuner: tuner(spec),
+            tag: spec.metric_tag().to_string(),
+            run: cfg.run_dir(project, &job.job_id),
+            out_root: (!t.job_dir.is_empty()).then(|| local(&t.job_dir)),
+        };
         let mut trials = job
             .training_output
             .as_ref()
             .map(|o| o.trials.clone())
             .unwrap_or_default();
         let before = trials.clone();
-        let stopping_allowed = spec.enable_trial_early_stopping && job.state == JobState::Running;
-        let completed_curves: Vec<Vec<(u64, f64)>> = trials
+        self.observe(&step, &mut trials);
+        let failed = trials
             .iter()
-            .filter(|t| t.state == JobState::Succeeded)
-            .map(curve)
-            .collect();
-        for trial in trials.iter_mut().filter(|t| t.state == JobState::Running) {
-            let tr = run.trial(&trial.trial_id);
-            // Liveness before the result (see the scheduler's tick): no race with an exiting
-            // supervisor that has just written its result.
-            let alive = self.cfg.backend.alive(&tr);
-            let result = tr.read_result();
-            // The primary has reported but its processes (its Slurm job) are still winding
-            // down: the trial keeps its parallel slot until they are gone, so that no more
-            // than maxParallelTrials ever run (bounded wait, in case the engine is slow).
-            if result.is_some() && alive {
-                let reported = std::fs::metadata(tr.result())
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok());
-                if reported.is_none_or(|d| d.as_secs_f64() < WIND_DOWN_SECS) {
-                    continue;
-                }
-            }
-            if result.is_some() || self.metrics_due(project, &job.job_id, &trial.trial_id) {
-                let output = out_root.as_ref().map(|r| r.join(&trial.trial_id));
-                let reports = read_reports(&tr, output.as_ref(), &tag);
-                // A half-rewritten hypertune file can read short; keep the longer history
-                // until the trial has ended.
-                if result.is_some() || reports.len() >= trial.all_metrics.len() {
-                    trial.all_metrics = reports
-                        .iter()
-                        .map(|r| HyperparameterMetric {
-                            training_step: Int64(r.step as i64),
-                            objective_value: r.value,
-                        })
-                        .collect();
-                    trial.final_metric = trial.all_metrics.last().copied();
-                }
-            }
-            if let Some(o) = result {
-                trial.end_time = now_rfc3339();
-                let before_state = trial.state;
-                match o.state.as_str() {
-                    "SUCCEEDED" if trial.final_metric.is_some() => {
-                        trial.state = JobState::Succeeded
-                    }
-                    "SUCCEEDED" => {
-                        trial.state = JobState::Failed;
-                        trial.error_message = format!(
-                            "the trial never reported the metric '{tag}' (neither in a cloudml-hypertune file nor in event files under the job dir)"
-                        );
-                    }
-                    "CANCELLED" if trial.is_trial_stopped_early && trial.final_metric.is_some() => {
-                        trial.state = JobState::Succeeded
-                    }
-                    "CANCELLED" => trial.state = JobState::Cancelled,
-                    _ => {
-                        trial.state = JobState::Failed;
-                        trial.error_message = o.message.clone();
-                    }
-                }
-                if trial.state != before_state && trial.state == JobState::Failed {
-                    tr.service_log(
-                        Some(&trial.trial_id),
-                        &format!("trial {} failed: {}", trial.trial_id, trial.error_message),
-                    );
-                }
-                continue;
-            }
-            if !alive {
-                if !self.cfg.backend.launched(&tr) {
-                    // Recorded but not started yet (new, or the server stopped in between).
-                    if let Err(e) = self.launch_trial(project, job, &run, spec, trial) {
-                        trial.state = JobState::Failed;
-                        trial.error_message = e;
-                        trial.end_time = now_rfc3339();
-                    }
-                } else {
-                    trial.state = JobState::Failed;
-                    trial.error_message =
-                        "the trial's supervisor process disappeared (was the machine restarted?)"
-                            .into();
-                    trial.end_time = now_rfc3339();
-                }
-                continue;
-            }
-            if stopping_allowed
-                && !trial.is_trial_stopped_early
-                && mle_tune::median_stop(
-                    tuner.goal,
-                    &curve(trial),
-                    &completed_curves,
-                    MIN_COMPLETED_FOR_STOPPING,
-                )
-            {
-                trial.is_trial_stopped_early = true;
-                tr.service_log(
-                    Some(&trial.trial_id),
-                    &format!(
-                        "stopping trial {} early: its best {tag} so far is worse than the median of the completed trials at the same step",
-                        trial.trial_id
-                    ),
-                );
-                self.cfg.backend.cancel(&tr);
-            }
-        }
-        let count = |s: JobState| trials.iter().filter(|t| t.state == s).count();
-        let running = count(JobState::Running);
-        let succeeded = count(JobState::Succeeded);
-        let failed = count(JobState::Failed);
+            .filter(|t| t.state == JobState::Failed)
+            .count();
         let too_many_failures =
             spec.max_failed_trials.0 > 0 && failed >= spec.max_failed_trials.0 as usize;
-        let mut end: Option<(JobState, String)> = None;
-        if job.state == JobState::Cancelling || too_many_failures {
-            for trial in trials.iter().filter(|t| t.state == JobState::Running) {
-                self.cfg.backend.cancel(&run.trial(&trial.trial_id));
-            }
-            if running == 0 {
-                end = Some(if job.state == JobState::Cancelling {
-                    (JobState::Cancelled, "Job cancelled by user request".into())
-                } else {
-                    (
-                        JobState::Failed,
-                        failure_summary(
-                            &trials,
-                            &format!(
-                                "{failed} trials failed (maxFailedTrials is {})",
-                                spec.max_failed_trials.0
-                            ),
-                        ),
-                    )
-                });
-            }
+        let end = if job.state == JobState::Cancelling || too_many_failures {
+            step.stop_all(&trials, failed)
         } else {
-            let started = trials.len();
-            let wanted = (spec.parallel().saturating_sub(running))
-                .min(spec.trials() - started.min(spec.trials()));
-            let mut exhausted = false;
-            if wanted > 0 {
-                let space = &tuner.space;
-                let mut completed = self.previous_trials(project, spec).await;
-                completed.extend(
-                    trials
-                        .iter()
-                        .filter(|t| t.state == JobState::Succeeded)
-                        .filter_map(|t| {
-                            Some((
-                                to_point(space, &t.hyperparameters)?,
-                                t.final_metric?.objective_value,
-                            ))
-                        }),
-                );
-                // Failed points are not retried by grid search; for the others they are simply
-                // not evidence.
-                let pending: Vec<Point> = trials
-                    .iter()
-                    .filter(|t| {
-                        t.state == JobState::Running
-                            || (tuner.algorithm == Algorithm::Grid
-                                && t.state != JobState::Succeeded)
-                    })
-                    .filter_map(|t| to_point(space, &t.hyperparameters))
-                    .collect();
-                match tuner.propose(&completed, &pending, wanted) {
-                    Ok(points) => {
-                        exhausted = points.len() < wanted;
-                        for (i, p) in points.iter().enumerate() {
-                            trials.push(HyperparameterOutput {
-                                trial_id: (started + i + 1).to_string(),
-                                hyperparameters: to_strings(space, p),
-                                state: JobState::Running,
-                                start_time: now_rfc3339(),
-                                ..HyperparameterOutput::default()
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        end = Some((
-                            JobState::Failed,
-                            format!("the tuner cannot propose trials: {e}"),
-                        ));
-                    }
-                }
-            }
-            let all_started = trials.len() >= spec.trials() || exhausted;
-            if end.is_none() && all_started && count_running(&trials) == 0 {
-                end = Some(if succeeded > 0 {
-                    (JobState::Succeeded, String::new())
-                } else {
-                    (
-                        JobState::Failed,
-                        failure_summary(&trials, "no trial succeeded"),
-                    )
-                });
-            }
-        }
-        sort_best_first(&mut trials, tuner.goal);
+            step.propose(&mut trials).await
+        };
+        sort_best_first(&mut trials, step.tuner.goal);
         if trials == before
             && end.is_none()
             && job
@@ -490,27 +278,310 @@ impl Scheduler {
         {
             return Ok(());
         }
+        step.save(trials, end).await
+    }
+
+    /// Updates every running trial: metrics, results, launches, early stopping.
+    fn observe(&self, step: &Step<'_>, trials: &mut [HyperparameterOutput]) {
+        let stopping_allowed =
+            step.spec.enable_trial_early_stopping && step.job.state == JobState::Running;
+        let completed_curves: Vec<Vec<(u64, f64)>> = trials
+            .iter()
+            .filter(|t| t.state == JobState::Succeeded)
+            .map(curve)
+            .collect();
+        for trial in trials.iter_mut().filter(|t| t.state == JobState::Running) {
+            self.observe_trial(step, trial, &completed_curves, stopping_allowed);
+        }
+    }
+
+    fn observe_trial(
+        &self,
+        step: &Step<'_>,
+        trial: &mut HyperparameterOutput,
+        completed_curves: &[Vec<(u64, f64)>],
+        stopping_allowed: bool,
+    ) {
+        let tr = step.run.trial(&trial.trial_id);
+        // Liveness before the result (see the scheduler's tick): no race with an exiting
+        // supervisor that has just written its result.
+        let alive = step.cfg.backend.alive(&tr);
+        let result = tr.read_result();
+        // The primary has reported but its processes (its Slurm job) are still winding
+        // down: the trial keeps its parallel slot until they are gone, so that no more
+        // than maxParallelTrials ever run (bounded wait, in case the engine is slow).
+        if result.is_some() && alive {
+            let reported = std::fs::metadata(tr.result())
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if reported.is_none_or(|d| d.as_secs_f64() < WIND_DOWN_SECS) {
+                return;
+            }
+        }
+        if result.is_some() || self.metrics_due(step.project, &step.job.job_id, &trial.trial_id) {
+            step.read_metrics(trial, &tr, result.is_some());
+        }
+        if let Some(o) = result {
+            step.finish_trial(trial, &tr, &o);
+            return;
+        }
+        if !alive {
+            if !step.cfg.backend.launched(&tr) {
+                // Recorded but not started yet (new, or the server stopped in between).
+                if let Err(e) = step.launch_trial(trial) {
+                    trial.state = JobState::Failed;
+                    trial.error_message = e;
+                    trial.end_time = now_rfc3339();
+                }
+            } else {
+                trial.state = JobState::Failed;
+                trial.error_message =
+                    "the trial's supervisor process disappeared (was the machine restarted?)"
+                        .into();
+                trial.end_time = now_rfc3339();
+            }
+            return;
+        }
+        if stopping_allowed
+            && !trial.is_trial_stopped_early
+            && mle_tune::median_stop(
+                step.tuner.goal,
+                &curve(trial),
+                completed_curves,
+                MIN_COMPLETED_FOR_STOPPING,
+            )
+        {
+            trial.is_trial_stopped_early = true;
+            tr.service_log(
+                Some(&trial.trial_id),
+                &format!(
+                    "stopping trial {} early: its best {} so far is worse than the median of the completed trials at the same step",
+                    trial.trial_id, step.tag
+                ),
+            );
+            step.cfg.backend.cancel(&tr);
+        }
+    }
+}
+
+impl Step<'_> {
+    /// The trial's process plan and its supervisor.
+    fn launch_trial(&self, trial: &HyperparameterOutput) -> Result<(), String> {
+        let tr = self.run.trial(&trial.trial_id);
+        std::fs::create_dir_all(tr.logs())
+            .map_err(|e| format!("cannot create the trial's run directory: {e}"))?;
+        let t = TrialRun {
+            id: trial.trial_id.clone(),
+            // In the spec's order, as CMLE passes them.
+            args: self
+                .spec
+                .params
+                .iter()
+                .filter_map(|p| {
+                    let v = trial.hyperparameters.get(&p.parameter_name)?;
+                    Some(format!("--{}={v}", p.parameter_name))
+                })
+                .collect(),
+            metric_dir: tr.0.join("hypertune"),
+            tag: self.tag.clone(),
+        };
+        let plan = plan_training(self.job, &self.run, self.cfg, Some(&t))?;
+        tr.write_plan(&plan).map_err(|e| e.to_string())?;
+        let name = engine_name(self.project, &self.job.job_id, Some(&trial.trial_id));
+        self.cfg
+            .backend
+            .launch(&tr, &name, &job_resources(self.job))
+    }
+
+    /// Reads a trial's reports into `allMetrics` and `finalMetric`.
+    fn read_metrics(&self, trial: &mut HyperparameterOutput, tr: &RunDir, ended: bool) {
+        let output = self.out_root.as_ref().map(|r| r.join(&trial.trial_id));
+        let reports = read_reports(tr, output.as_ref(), &self.tag);
+        // A half-rewritten hypertune file can read short; keep the longer history until the
+        // trial has ended.
+        if ended || reports.len() >= trial.all_metrics.len() {
+            trial.all_metrics = reports
+                .iter()
+                .map(|r| HyperparameterMetric {
+                    training_step: Int64(r.step as i64),
+                    objective_value: r.value,
+                })
+                .collect();
+            trial.final_metric = trial.all_metrics.last().copied();
+        }
+    }
+
+    /// A trial's state from its supervisor's result.
+    fn finish_trial(&self, trial: &mut HyperparameterOutput, tr: &RunDir, o: &mle_exec::Outcome) {
+        trial.end_time = now_rfc3339();
+        let before_state = trial.state;
+        match o.state.as_str() {
+            "SUCCEEDED" if trial.final_metric.is_some() => trial.state = JobState::Succeeded,
+            "SUCCEEDED" => {
+                trial.state = JobState::Failed;
+                trial.error_message = format!(
+                    "the trial never reported the metric '{}' (neither in a cloudml-hypertune file nor in event files under the job dir)",
+                    self.tag
+                );
+            }
+            "CANCELLED" if trial.is_trial_stopped_early && trial.final_metric.is_some() => {
+                trial.state = JobState::Succeeded
+            }
+            "CANCELLED" => trial.state = JobState::Cancelled,
+            _ => {
+                trial.state = JobState::Failed;
+                trial.error_message = o.message.clone();
+            }
+        }
+        if trial.state != before_state && trial.state == JobState::Failed {
+            tr.service_log(
+                Some(&trial.trial_id),
+                &format!("trial {} failed: {}", trial.trial_id, trial.error_message),
+            );
+        }
+    }
+
+    /// Cancels every running trial; once none runs, the job's end.
+    fn stop_all(
+        &self,
+        trials: &[HyperparameterOutput],
+        failed: usize,
+    ) -> Option<(JobState, String)> {
+        for trial in trials.iter().filter(|t| t.state == JobState::Running) {
+            self.cfg.backend.cancel(&self.run.trial(&trial.trial_id));
+        }
+        if count_running(trials) > 0 {
+            return None;
+        }
+        Some(if self.job.state == JobState::Cancelling {
+            (JobState::Cancelled, "Job cancelled by user request".into())
+        } else {
+            (
+                JobState::Failed,
+                failure_summary(
+                    trials,
+                    &format!(
+                        "{failed} trials failed (maxFailedTrials is {})",
+                        self.spec.max_failed_trials.0
+                    ),
+                ),
+            )
+        })
+    }
+
+    /// Warm-start observations from `resumePreviousJobId`'s succeeded trials.
+    async fn previous_trials(&self) -> Vec<(Point, f64)> {
+        let previous = &self.spec.resume_previous_job_id;
+        if previous.is_empty() {
+            return Vec::new();
+        }
+        let Ok(job) = self.db.job(self.project, previous).await else {
+            return Vec::new();
+        };
+        succeeded_points(
+            &self.tuner.space,
+            &job.training_output.map(|o| o.trials).unwrap_or_default(),
+        )
+    }
+
+    /// Starts proposed trials up to `maxParallelTrials`; the job's end once all have run.
+    async fn propose(&self, trials: &mut Vec<HyperparameterOutput>) -> Option<(JobState, String)> {
+        let running = count_running(trials);
+        let started = trials.len();
+        let wanted = (self.spec.parallel().saturating_sub(running))
+            .min(self.spec.trials() - started.min(self.spec.trials()));
+        let mut exhausted = false;
+        if wanted > 0 {
+            let space = &self.tuner.space;
+            let mut completed = self.previous_trials().await;
+            completed.extend(succeeded_points(space, trials));
+            // Failed points are not retried by grid search; for the others they are simply
+            // not evidence.
+            let pending: Vec<Point> = trials
+                .iter()
+                .filter(|t| {
+                    t.state == JobState::Running
+                        || (self.tuner.algorithm == Algorithm::Grid
+                            && t.state != JobState::Succeeded)
+                })
+                .filter_map(|t| to_point(space, &t.hyperparameters))
+                .collect();
+            match self.tuner.propose(&completed, &pending, wanted) {
+                Ok(points) => {
+                    exhausted = points.len() < wanted;
+                    for (i, p) in points.iter().enumerate() {
+                        trials.push(HyperparameterOutput {
+                            trial_id: (started + i + 1).to_string(),
+                            hyperparameters: to_strings(space, p),
+                            state: JobState::Running,
+                            start_time: now_rfc3339(),
+                            ..HyperparameterOutput::default()
+                        });
+                    }
+                }
+                Err(e) => {
+                    return Some((
+                        JobState::Failed,
+                        format!("the tuner cannot propose trials: {e}"),
+                    ));
+                }
+            }
+        }
+        let all_started = trials.len() >= self.spec.trials() || exhausted;
+        if !all_started || count_running(trials) > 0 {
+            return None;
+        }
+        let succeeded = trials.iter().any(|t| t.state == JobState::Succeeded);
+        Some(if succeeded {
+            (JobState::Succeeded, String::new())
+        } else {
+            (
+                JobState::Failed,
+                failure_summary(trials, "no trial succeeded"),
+            )
+        })
+    }
+
+    /// Writes the study into the job (and ends the job when `end` says so).
+    async fn save(
+        &self,
+        trials: Vec<HyperparameterOutput>,
+        end: Option<(JobState, String)>,
+    ) -> Result<(), DbError> {
         let completed_count = trials
             .iter()
             .filter(|t| t.state == JobState::Succeeded)
             .count() as i64;
-        self.update(project, &job.job_id, |j| {
-            let out = j.training_output.get_or_insert_with(Default::default);
-            out.trials = trials.clone();
-            out.completed_trial_count = Int64(completed_count);
-            out.is_hyperparameter_tuning_job = true;
-            out.hyperparameter_metric_tag = tag.clone();
-            if let Some((state, message)) = &end
-                && !j.state.is_final()
-            {
-                j.state = *state;
-                j.error_message = message.clone();
-                j.end_time = now_rfc3339();
-            }
-        })
-        .await?;
+        self.db
+            .update_job(self.project, &self.job.job_id, |j| {
+                let out = j.training_output.get_or_insert_with(Default::default);
+                out.trials = trials.clone();
+                out.completed_trial_count = Int64(completed_count);
+                out.is_hyperparameter_tuning_job = true;
+                out.hyperparameter_metric_tag = self.tag.clone();
+                match &end {
+                    Some((state, message)) => lifecycle::finish(j, *state, message),
+                    None => Ok(()),
+                }
+            })
+            .await?;
         Ok(())
     }
+}
+
+/// The succeeded trials as observations of `space`.
+fn succeeded_points(space: &Space, trials: &[HyperparameterOutput]) -> Vec<(Point, f64)> {
+    trials
+        .iter()
+        .filter(|t| t.state == JobState::Succeeded)
+        .filter_map(|t| {
+            Some((
+                to_point(space, &t.hyperparameters)?,
+                t.final_metric?.objective_value,
+            ))
+        })
+        .collect()
 }
 
 fn count_running(trials: &[HyperparameterOutput]) -> usize {

@@ -17,7 +17,6 @@
 pub mod builtin;
 pub mod checkpoint;
 pub mod exchange;
-pub mod tfconfig;
 mod trainer;
 
 /// TensorBoard event files and the hypertune metric file live in `mle-metrics`.

@@ -205,36 +205,18 @@ struct Manifest {
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest, ServeError> {
-    let text = std::fs::read_to_string(dir.join("mle_model.json"))
-        .map_err(|e| load_err(format!("cannot read mle_model.json: {e}")))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| load_err(format!("mle_model.json is not valid JSON: {e}")))?;
-    if v["format_version"].as_u64().is_none_or(|f| f > 1) {
-        return Err(load_err(
-            "mle_model.json has a format version this server does not understand",
-        ));
-    }
-    let inputs: Vec<String> = v["inputs"]
-        .as_array()
-        .ok_or_else(|| load_err("mle_model.json lacks its inputs"))?
-        .iter()
-        .filter_map(|i| i["name"].as_str().map(String::from))
-        .collect();
-    let output = match v["output"]["kind"].as_str() {
-        Some("regression") => Output::Regression,
-        Some("classification") => Output::Classification {
-            classes: v["output"]["classes"]
-                .as_array()
-                .map(|c| {
-                    c.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default(),
+    let m = mle_bundle::read(dir).map_err(load_err)?;
+    let output = match m.output.kind.as_str() {
+        "regression" => Output::Regression,
+        "classification" => Output::Classification {
+            classes: m.output.classes.clone(),
         },
         _ => return Err(load_err("mle_model.json has an unknown output kind")),
     };
-    Ok(Manifest { inputs, output })
+    Ok(Manifest {
+        inputs: m.input_names(),
+        output,
+    })
 }
 
 impl Servable {

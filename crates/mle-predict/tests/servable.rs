@@ -3,7 +3,7 @@
 
 use mle_nn::export::{Bundle, Normalization};
 use mle_nn::{Activation, Loss, Model, Sequential};
-use mle_serve::{BatchOptions, Batcher, Format, Output, Servable, parse_instances};
+use mle_predict::{BatchOptions, Batcher, Format, Output, Servable, parse_instances};
 use serde_json::json;
 
 fn export(dir: &std::path::Path, classify: bool) -> Bundle {

@@ -5,8 +5,8 @@
 //! micro-batches concurrent requests ([`Batcher`]).
 //!
 //! ```no_run
-//! let s = mle_serve::Servable::load(std::path::Path::new("jobs/iris/export/iris/1700000000")).unwrap();
-//! let rows = mle_serve::parse_instances(&serde_json::json!([[5.1, 3.5, 1.4, 0.2]]), &s.signature).unwrap();
+//! let s = mle_predict::Servable::load(std::path::Path::new("jobs/iris/export/iris/1700000000")).unwrap();
+//! let rows = mle_predict::parse_instances(&serde_json::json!([[5.1, 3.5, 1.4, 0.2]]), &s.signature).unwrap();
 //! let out = s.predict(&rows, 1).unwrap();
 //! println!("{}", s.signature.format(&out[..s.signature.width]));
 //! ```

@@ -1,0 +1,98 @@
+//! The HTTP app: `/healthz` and the V2 health checks without a token, every other route behind
+//! the bearer-token check, `/metrics`, `/openapi.json`, and a Google-envelope 404 for unknown
+//! routes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use mle_api::ApiStatus;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{openapi, routes};
+
+#[derive(Clone)]
+struct Auth(Arc<String>);
+
+async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison: do not leak how much of the token matched.
+    let ok = given.is_some_and(|g| {
+        g.len() == auth.0.len()
+            && g.bytes()
+                .zip(auth.0.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError::Status(
+            ApiStatus::Unauthenticated,
+            "missing or invalid bearer token".into(),
+        )
+        .into_response()
+    }
+}
+
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+async fn count_requests(req: Request, next: Next) -> Response {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    next.run(req).await
+}
+
+/// `/metrics` in the Prometheus text exposition format.
+async fn metrics(State(s): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let mut out = String::from("# HELP mle_jobs Jobs by state.\n# TYPE mle_jobs gauge\n");
+    for (state, n) in s.db.count_by_state().await? {
+        out += &format!("mle_jobs{{state=\"{state}\"}} {n}\n");
+    }
+    out += &format!(
+        "# HELP mle_slots_total Replica slots of this server.\n# TYPE mle_slots_total gauge\nmle_slots_total {}\n",
+        s.cfg.slots
+    );
+    out += &format!(
+        "# HELP mle_http_requests_total HTTP requests received.\n# TYPE mle_http_requests_total counter\nmle_http_requests_total {}\n",
+        REQUESTS.load(Ordering::Relaxed)
+    );
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response())
+}
+
+/// The whole HTTP app.
+pub fn app(state: Arc<AppState>, token: String) -> Router {
+    let api = routes::router()
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::spec()) }),
+        )
+        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(
+            Auth(Arc::new(token)),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(routes::predict::health_router())
+        .merge(api)
+        .fallback(|| async { ApiError::Status(ApiStatus::NotFound, "no such route".into()) })
+        .layer(middleware::from_fn(count_requests))
+}

@@ -1,0 +1,155 @@
+//! Models and versions as the rest of the server reads them: resource names, where a version's
+//! files live (`<data-dir>/models/<p>/<m>/<v>/`), what a deployment URI points at, the default
+//! version, and the READY version a request or a batch prediction job addresses.
+
+use std::path::{Path, PathBuf};
+
+use mle_api::{Version, VersionState};
+
+use crate::config::Config;
+use crate::db::{Db, DbError, Kind, Stored};
+use crate::error::PredictError;
+use crate::paths::{Need, checked};
+
+/// `projects/<p>/models/<m>`.
+pub fn model_name(project: &str, model: &str) -> String {
+    format!("projects/{project}/models/{model}")
+}
+
+/// `projects/<p>/models/<m>/versions/<v>`.
+pub fn version_name(project: &str, model: &str, version: &str) -> String {
+    format!("projects/{project}/models/{model}/versions/{version}")
+}
+
+/// Where a version's files live.
+pub fn version_dir(cfg: &Config, project: &str, model: &str, version: &str) -> PathBuf {
+    cfg.data_dir
+        .join("models")
+        .join(project)
+        .join(model)
+        .join(version)
+}
+
+/// The model directory a deployment URI names, checked by the path policy: a directory with
+/// an mle export (`mle_model.json`) or an `.onnx` file, or an export root (`.../export/<name>`),
+/// which means its newest timestamped export.
+pub fn source_dir(uri: &str, allow_root: Option<&Path>) -> Result<PathBuf, String> {
+    let p = checked(uri, Need::Dir, allow_root)?;
+    let holds_model = p.join("mle_model.json").is_file()
+        || std::fs::read_dir(&p)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "onnx"))
+            })
+            .unwrap_or(false);
+    if holds_model {
+        return Ok(p);
+    }
+    let newest = std::fs::read_dir(&p).ok().and_then(|d| {
+        d.flatten()
+            .filter_map(|e| {
+                let ts: u64 = e.file_name().to_str()?.parse().ok()?;
+                Some((ts, e.path()))
+            })
+            .max_by_key(|(ts, _)| *ts)
+            .map(|(_, path)| path)
+    });
+    newest.ok_or_else(|| {
+        format!("'{uri}' holds neither an mle export (mle_model.json) nor an .onnx model")
+    })
+}
+
+/// A version as the API returns it (its etag from the row).
+pub fn version_out(s: Stored<Version>) -> Version {
+    let mut v = s.value;
+    v.etag = s.etag.to_string();
+    v
+}
+
+/// The model's default version, if it has one.
+pub async fn default_version(
+    db: &Db,
+    project: &str,
+    model: &str,
+) -> Result<Option<Stored<Version>>, DbError> {
+    let mut after = 0;
+    loop {
+        let recs: Vec<Stored<Version>> = db.list(Kind::Version, project, model, after, 100).await?;
+        if recs.is_empty() {
+            return Ok(None);
+        }
+        after = recs.last().map_or(after, |r| r.seq);
+        if let Some(r) = recs.into_iter().find(|r| r.value.is_default) {
+            return Ok(Some(r));
+        }
+    }
+}
+
+/// The READY version a request addresses (the model's default when `version` is None).
+pub async fn resolve(
+    db: &Db,
+    project: &str,
+    model: &str,
+    version: Option<&str>,
+) -> Result<String, PredictError> {
+    let rec: Stored<Version> = match version {
+        Some(v) => db.get(Kind::Version, project, model, v).await?,
+        None => {
+            db.get::<mle_api::Model>(Kind::Model, project, "", model)
+                .await?;
+            default_version(db, project, model).await?.ok_or_else(|| {
+                PredictError::bad(format!("model '{model}' has no default version"))
+            })?
+        }
+    };
+    if rec.value.state != VersionState::Ready {
+        return Err(PredictError::bad(format!(
+            "version '{}' is {:?}, not READY",
+            rec.name, rec.value.state
+        )));
+    }
+    Ok(rec.name)
+}
+
+/// The model directory a prediction input names: a READY version's stored files, or a `uri`
+/// used in place.
+pub async fn prediction_model_dir(
+    db: &Db,
+    cfg: &Config,
+    project: &str,
+    p: &mle_api::PredictionInput,
+) -> Result<PathBuf, String> {
+    if !p.uri.is_empty() {
+        return source_dir(&p.uri, cfg.allow_root.as_deref());
+    }
+    let (model, version) = if !p.version_name.is_empty() {
+        let parts: Vec<&str> = p.version_name.split('/').collect();
+        match parts.as_slice() {
+            ["projects", pr, "models", m, "versions", v] if *pr == project => {
+                (m.to_string(), Some(v.to_string()))
+            }
+            _ => {
+                return Err(format!(
+                    "versionName '{}' is not projects/{project}/models/M/versions/V",
+                    p.version_name
+                ));
+            }
+        }
+    } else {
+        let parts: Vec<&str> = p.model_name.split('/').collect();
+        match parts.as_slice() {
+            ["projects", pr, "models", m] if *pr == project => (m.to_string(), None),
+            [m] => (m.to_string(), None),
+            _ => {
+                return Err(format!(
+                    "modelName '{}' is not projects/{project}/models/M",
+                    p.model_name
+                ));
+            }
+        }
+    };
+    let version = resolve(db, project, &model, version.as_deref())
+        .await
+        .map_err(|e| e.message)?;
+    Ok(version_dir(cfg, project, &model, &version))
+}

@@ -1,0 +1,249 @@
+//! `/v1/projects/{p}/jobs`: create, get, list, cancel, patch labels, and the mle extension
+//! `/v1/projects/{p}/jobs/{id}/logs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use mle_api::{ApiStatus, FieldViolation, Job, JobState, now_rfc3339, valid_job_id, validate_job};
+use mle_store::JobFilter;
+use serde_json::{Value, json};
+
+use super::{body, invalid, page, paged, valid_project};
+use crate::db::DbError;
+use crate::error::ApiError;
+use crate::paths::{Need, checked};
+use crate::plan::{check_prediction, is_tuning, slots_needed};
+use crate::state::AppState;
+
+/// Collection of a project's jobs.
+pub const JOBS: &str = "/v1/projects/{project}/jobs";
+/// One job (`POST` on `{job}:cancel` cancels).
+pub const JOB: &str = "/v1/projects/{project}/jobs/{job}";
+/// A job's log lines.
+pub const JOB_LOGS: &str = "/v1/projects/{project}/jobs/{job}/logs";
+
+/// The jobs routes.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(JOBS, post(create).get(list))
+        .route(JOB, get(read).post(action).patch(patch))
+        .route(JOB_LOGS, get(logs))
+}
+
+/// Whether the job's replicas (times its parallel trials) fit this server.
+fn check_slots(s: &AppState, job: &Job) -> Option<FieldViolation> {
+    let need = slots_needed(job);
+    if need <= s.cfg.slots {
+        return None;
+    }
+    let (field, why) = if is_tuning(job) {
+        (
+            "job.training_input.hyperparameters.max_parallel_trials",
+            " (replicas per trial × maxParallelTrials)",
+        )
+    } else {
+        ("job.training_input.scale_tier", "")
+    };
+    Some(FieldViolation::new(
+        field,
+        format!(
+            "needs {need} replicas{why}, this server runs at most {}",
+            s.cfg.slots
+        ),
+    ))
+}
+
+/// `resumePreviousJobId` must name a tuning job of the project.
+async fn check_resume(
+    s: &AppState,
+    project: &str,
+    job: &Job,
+) -> Result<Option<FieldViolation>, ApiError> {
+    let Some(h) = job
+        .training_input
+        .as_ref()
+        .and_then(|t| t.hyperparameters.as_ref())
+    else {
+        return Ok(None);
+    };
+    let previous = &h.resume_previous_job_id;
+    if previous.is_empty() || !valid_job_id(previous) {
+        return Ok(None);
+    }
+    let field = "job.training_input.hyperparameters.resume_previous_job_id";
+    match s.db.job(project, previous).await {
+        Ok(prev) if !is_tuning(&prev) => Ok(Some(FieldViolation::new(
+            field,
+            format!("job '{previous}' is not a tuning job"),
+        ))),
+        Ok(_) => Ok(None),
+        Err(DbError::Store(mle_store::StoreError::NotFound { .. })) => Ok(Some(
+            FieldViolation::new(field, format!("no job '{previous}' in this project")),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The job dir and packages must pass the path policy.
+fn check_paths(s: &AppState, job: &Job) -> Vec<FieldViolation> {
+    let mut v = Vec::new();
+    let Some(t) = &job.training_input else {
+        return v;
+    };
+    let root = s.cfg.allow_root.as_deref();
+    if !t.job_dir.is_empty()
+        && let Err(e) = checked(&t.job_dir, Need::Any, root)
+    {
+        v.push(FieldViolation::new("job.training_input.job_dir", e));
+    }
+    for (i, uri) in t.package_uris.iter().enumerate() {
+        if let Err(e) = checked(uri, Need::File, root) {
+            v.push(FieldViolation::new(
+                &format!("job.training_input.package_uris[{i}]"),
+                e,
+            ));
+        }
+    }
+    v
+}
+
+async fn create(
+    State(s): State<Arc<AppState>>,
+    Path(project): Path<String>,
+    raw: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Job>, ApiError> {
+    valid_project(&project)?;
+    let mut job: Job = body(raw, "job")?;
+    let mut violations = validate_job(&job);
+    if let Some(p) = &job.prediction_input {
+        violations.extend(check_prediction(&s.db, &s.cfg, &project, p).await);
+    }
+    violations.extend(check_slots(&s, &job));
+    violations.extend(check_resume(&s, &project, &job).await?);
+    violations.extend(check_paths(&s, &job));
+    if !violations.is_empty() {
+        return Err(ApiError::Invalid(violations));
+    }
+    job.state = JobState::Queued;
+    job.create_time = now_rfc3339();
+    job.start_time.clear();
+    job.end_time.clear();
+    job.error_message.clear();
+    job.training_output = None;
+    job.etag = "1".into();
+    s.db.insert_job(&project, &job).await?;
+    Ok(Json(job))
+}
+
+async fn read(
+    State(s): State<Arc<AppState>>,
+    Path((project, job_id)): Path<(String, String)>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(s.db.job(&project, &job_id).await?))
+}
+
+/// `POST .../jobs/{id}:cancel` (the verb rides on the last path segment).
+async fn action(
+    State(s): State<Arc<AppState>>,
+    Path((project, segment)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(job_id) = segment.strip_suffix(":cancel") else {
+        return Err(ApiError::Status(
+            ApiStatus::NotFound,
+            format!("no such method: POST {segment}"),
+        ));
+    };
+    s.scheduler.cancel(&project, job_id).await?;
+    Ok(Json(json!({})))
+}
+
+async fn patch(
+    State(s): State<Arc<AppState>>,
+    Path((project, job_id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    raw: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Job>, ApiError> {
+    let patch: Job = body(raw, "job")?;
+    let mask = q.get("updateMask").map(String::as_str).unwrap_or("labels");
+    if mask != "labels" {
+        return Err(invalid("update_mask", "only 'labels' can be updated"));
+    }
+    let probe = Job {
+        job_id: "x".into(),
+        labels: patch.labels.clone(),
+        prediction_input: Some(mle_api::PredictionInput::default()),
+        ..Job::default()
+    };
+    let bad: Vec<FieldViolation> = validate_job(&probe)
+        .into_iter()
+        .filter(|v| v.field.starts_with("job.labels"))
+        .collect();
+    if !bad.is_empty() {
+        return Err(ApiError::Invalid(bad));
+    }
+    let job =
+        s.db.update_job(&project, &job_id, |j| {
+            j.labels = patch.labels.clone();
+            Ok(())
+        })
+        .await?;
+    Ok(Json(job))
+}
+
+/// `filter`: `state:STATE` and `jobId:prefix*` terms, joined by spaces or `AND`.
+fn job_filter(f: Option<&String>) -> Result<JobFilter, ApiError> {
+    let mut filter = JobFilter::default();
+    let Some(f) = f.filter(|f| !f.trim().is_empty()) else {
+        return Ok(filter);
+    };
+    for term in f.split_whitespace().filter(|t| *t != "AND") {
+        match term.split_once([':', '=']) {
+            Some(("state", v)) => filter.state = Some(v.trim_matches('"').to_string()),
+            Some(("jobId", v)) => {
+                filter.id_prefix = Some(v.trim_matches('"').trim_end_matches('*').to_string())
+            }
+            _ => {
+                return Err(invalid(
+                    "filter",
+                    format!("unsupported term '{term}' (use state:STATE or jobId:prefix*)"),
+                ));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+async fn list(
+    State(s): State<Arc<AppState>>,
+    Path(project): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (size, after) = page(&q)?;
+    let filter = job_filter(q.get("filter"))?;
+    let jobs = s.db.list_jobs(&project, &filter, after, size + 1).await?;
+    let items = jobs
+        .into_iter()
+        .map(|r| (r.seq, serde_json::to_value(&r.job).unwrap_or_default()))
+        .collect();
+    Ok(Json(paged(items, size, "jobs")))
+}
+
+async fn logs(
+    State(s): State<Arc<AppState>>,
+    Path((project, job_id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    s.db.job(&project, &job_id).await?;
+    let skip = q
+        .get("skip")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let all = s.cfg.run_dir(&project, &job_id).read_logs();
+    let entries: Vec<Value> = all.into_iter().skip(skip).collect();
+    Ok(Json(json!({"entries": entries})))
+}

@@ -1,0 +1,118 @@
+//! The REST routes, one file per resource (`jobs`, `models`, `versions`, `operations`) and one
+//! for online prediction (`predict`: ml v1, KServe V1, Open Inference V2), each exposing its
+//! `router()`; and what they share: request bodies, project names, paging, update masks.
+
+pub mod jobs;
+pub mod models;
+pub mod operations;
+pub mod predict;
+pub mod versions;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::JsonRejection;
+use mle_api::FieldViolation;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every route that needs the token. Serving requests are held to online prediction's body
+/// limit.
+pub fn router() -> Router<Arc<AppState>> {
+    let serving = models::router()
+        .merge(versions::router())
+        .merge(operations::router())
+        .merge(predict::router())
+        .layer(DefaultBodyLimit::max(predict::MAX_PREDICT_BYTES));
+    jobs::router().merge(serving)
+}
+
+/// A 400 naming one field.
+pub(crate) fn invalid(field: &str, why: impl Into<String>) -> ApiError {
+    ApiError::Invalid(vec![FieldViolation::new(field, why)])
+}
+
+/// Project names: letters, digits, '-' and '_', at most 63.
+pub(crate) fn valid_project(p: &str) -> Result<(), ApiError> {
+    let ok = !p.is_empty()
+        && p.len() <= 63
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "parent",
+            "project names hold letters, digits, '-' and '_'",
+        ))
+    }
+}
+
+/// A JSON request body as `T`, or a 400 naming the parse error (`field` for a body of the
+/// wrong shape).
+pub(crate) fn body<T: DeserializeOwned>(
+    r: Result<Json<Value>, JsonRejection>,
+    field: &str,
+) -> Result<T, ApiError> {
+    let Json(v) = r.map_err(|e| invalid("body", format!("malformed JSON: {}", e.body_text())))?;
+    serde_json::from_value(v).map_err(|e| invalid(field, e.to_string()))
+}
+
+/// `pageSize` (default 20, at most 100) and `pageToken` (the last item's creation order).
+pub(crate) fn page(q: &HashMap<String, String>) -> Result<(i64, i64), ApiError> {
+    let size = match q.get("pageSize").map(|v| v.parse::<i64>()) {
+        None => 20,
+        Some(Ok(n)) if n > 0 => n.min(100),
+        Some(_) => return Err(invalid("page_size", "must be a positive integer")),
+    };
+    let after = match q.get("pageToken").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(t) => t
+            .parse::<i64>()
+            .map_err(|_| invalid("page_token", "invalid page token"))?,
+    };
+    Ok((size, after))
+}
+
+/// A list response: the first `size` of `items` (fetched with one more than `size`, with
+/// their creation order) under `key`, and `nextPageToken` when there were more.
+pub(crate) fn paged(items: Vec<(i64, Value)>, size: i64, key: &str) -> Value {
+    let more = items.len() as i64 > size;
+    let page: Vec<(i64, Value)> = items.into_iter().take(size as usize).collect();
+    let last = page.last().map(|(seq, _)| *seq);
+    let mut out = json!({ key: page.into_iter().map(|(_, v)| v).collect::<Vec<_>>() });
+    if more && let Some(seq) = last {
+        out["nextPageToken"] = json!(seq.to_string());
+    }
+    out
+}
+
+/// `updateMask` of a model or version patch: description and/or labels.
+pub(crate) fn fields_mask(q: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
+    let mask: Vec<String> = q
+        .get("updateMask")
+        .map(|m| m.split(',').map(|f| f.trim().to_string()).collect())
+        .unwrap_or_default();
+    if mask.is_empty() {
+        return Err(invalid(
+            "update_mask",
+            "is required: description and/or labels",
+        ));
+    }
+    if let Some(bad) = mask
+        .iter()
+        .find(|f| !["description", "labels"].contains(&f.as_str()))
+    {
+        return Err(invalid(
+            "update_mask",
+            format!("'{bad}' cannot be updated (description, labels)"),
+        ));
+    }
+    Ok(mask)
+}

@@ -1,0 +1,37 @@
+//! The axum state every handler takes: the typed store, the configuration, serving (warm
+//! versions) and a handle on the scheduler (for cancels).
+
+use std::sync::Arc;
+
+use mle_store::Store;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::scheduler::Scheduler;
+use crate::serving::Serving;
+
+/// What handlers share.
+pub struct AppState {
+    /// The typed store.
+    pub db: Db,
+    /// Server-wide settings.
+    pub cfg: Arc<Config>,
+    /// Model versions: loading and routing.
+    pub serving: Arc<Serving>,
+    /// The scheduling loop (not started by [`AppState::new`]).
+    pub scheduler: Arc<Scheduler>,
+}
+
+impl AppState {
+    /// The state over `store`; start the loop with `tokio::spawn(state.scheduler.clone().run())`.
+    pub fn new(store: Store, cfg: Config) -> Arc<Self> {
+        let db = Db::new(store);
+        let cfg = Arc::new(cfg);
+        Arc::new(Self {
+            serving: Serving::new(db.clone(), cfg.clone()),
+            scheduler: Scheduler::new(db.clone(), cfg.clone()),
+            db,
+            cfg,
+        })
+    }
+}
