@@ -6,8 +6,6 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use mle_nn::export::{self, Bundle};
-use mle_nn::metrics::class_scores;
 
 use crate::train::local_path;
 
@@ -172,57 +170,20 @@ fn launch_spec(a: &LocalTrainArgs) -> crate::cluster::LocalCluster {
     }
 }
 
-/// Parses one instance: a list in signature order or an object of named features.
-fn instance(line: &str, names: &[String], lineno: usize) -> Result<Vec<f32>> {
-    let v: serde_json::Value =
-        serde_json::from_str(line).with_context(|| format!("line {lineno}: not valid JSON"))?;
-    let num = |v: &serde_json::Value, what: &str| -> Result<f32> {
-        v.as_f64()
-            .map(|f| f as f32)
-            .with_context(|| format!("line {lineno}: {what} is not a number: {v}"))
-    };
-    match v {
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, x)| num(x, &format!("value {}", i + 1)))
-            .collect(),
-        serde_json::Value::Object(map) => {
-            if let Some(extra) = map.keys().find(|k| !names.contains(k)) {
-                bail!(
-                    "line {lineno}: unknown feature '{extra}' (the model reads: {})",
-                    names.join(", ")
-                );
-            }
-            names
-                .iter()
-                .map(|n| {
-                    let v = map
-                        .get(n)
-                        .with_context(|| format!("line {lineno}: feature '{n}' is missing"))?;
-                    num(v, &format!("feature '{n}'"))
-                })
-                .collect()
-        }
-        other => bail!(
-            "line {lineno}: an instance is a list of numbers or an object of features, got {other}"
-        ),
+/// The model directory `--model-dir` names: an export, or its parent (the newest export).
+fn export_dir(model_dir: &Path) -> PathBuf {
+    if model_dir.join(mle_bundle::MANIFEST).exists() {
+        model_dir.to_path_buf()
+    } else {
+        mle_bundle::latest(model_dir).unwrap_or(model_dir.to_path_buf())
     }
 }
 
+/// Predicts every line of `--json-instances` with the server's engine and instance parser
+/// (`mle-predict`), one prediction per line in the server's format.
 fn predict(a: LocalPredictArgs) -> Result<i32> {
-    let dir = if a.model_dir.join("mle_model.json").exists() {
-        a.model_dir.clone()
-    } else {
-        export::latest(&a.model_dir).unwrap_or(a.model_dir.clone())
-    };
-    let bundle = Bundle::load(&dir)?;
-    let names: Vec<String> = bundle
-        .manifest
-        .inputs
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
+    let servable = mle_predict::Servable::load(&export_dir(&a.model_dir))?;
+    let sig = &servable.signature;
     let reader: Box<dyn BufRead> = if a.json_instances.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -236,22 +197,20 @@ fn predict(a: LocalPredictArgs) -> Result<i32> {
         if line.trim().is_empty() {
             continue;
         }
-        rows.push(
-            instance(&line, &names, i + 1)
-                .with_context(|| a.json_instances.display().to_string())?,
-        );
+        let file = a.json_instances.display();
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{file}: line {}: not valid JSON", i + 1))?;
+        let row = mle_predict::parse_instance(&v, &sig.inputs)
+            .map_err(|e| anyhow::anyhow!("{file}: line {}: {e}", i + 1))?;
+        rows.extend(row);
     }
-    let outputs = bundle.predict(&rows)?;
-    let classes = &bundle.manifest.output.classes;
-    for out in outputs {
-        if classes.is_empty() {
-            println!("{}", serde_json::json!(out[0]));
-        } else {
-            println!(
-                "{}",
-                serde_json::json!({"classes": classes, "scores": class_scores(&out)})
-            );
-        }
+    if rows.is_empty() {
+        bail!("{}: no instances to predict", a.json_instances.display());
+    }
+    let n = rows.len() / sig.inputs.len();
+    let out = servable.predict(&rows, n)?;
+    for row in out.chunks(sig.width) {
+        println!("{}", sig.format(row));
     }
     Ok(0)
 }

@@ -1,10 +1,15 @@
 //! `mle`: the command-line interface of the open ML Engine. It parses flags, turns them into the
 //! library crates' configurations and maps errors to exit codes; the work lives in the libraries.
 
+mod client;
 mod cluster;
+mod data_dir;
+mod internal;
+mod jobs;
 mod local;
-mod service;
-mod serving;
+mod models;
+mod sdist;
+mod server;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -25,33 +30,33 @@ enum Command {
     #[command(subcommand)]
     Local(local::LocalCommand),
     /// Run the job service: the ml/v1 REST API, a store and the job scheduler.
-    Server(service::ServerArgs),
+    Server(server::ServerArgs),
     /// Submit, inspect, follow and cancel jobs on an mle server.
     Jobs {
         #[command(subcommand)]
-        command: service::JobsCommand,
+        command: jobs::JobsCommand,
         #[command(flatten)]
-        conn: service::Conn,
+        conn: client::Conn,
     },
     /// Create, list, describe and delete models.
     Models {
         #[command(subcommand)]
-        command: serving::ModelsCommand,
+        command: models::ModelsCommand,
         #[command(flatten)]
-        conn: service::Conn,
+        conn: client::Conn,
     },
     /// Create, list, describe, delete model versions and choose the default.
     Versions {
         #[command(subcommand)]
-        command: serving::VersionsCommand,
+        command: models::VersionsCommand,
         #[command(flatten)]
-        conn: service::Conn,
+        conn: client::Conn,
     },
     /// Online prediction with a deployed model version.
-    Predict(Box<serving::PredictArgs>),
+    Predict(Box<models::PredictArgs>),
     /// Internal: run a batch prediction job (started by the job's supervisor).
     #[command(hide = true)]
-    ExecPredict(serving::ExecPredictArgs),
+    ExecPredict(internal::ExecPredictArgs),
     /// Run one replica of a job inside a Slurm job step (started through srun by
     /// `mle server --backend slurm`; SLURM_PROCID picks the replica: 0 the primary, then
     /// workers, parameter servers and evaluators).
@@ -72,14 +77,14 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Local(cmd) => local::run(cmd),
-        Command::Server(args) => service::server(args),
-        Command::Jobs { command, conn } => service::jobs(command, conn),
-        Command::ExecSupervise { run_dir } => service::supervise(run_dir),
-        Command::Replica { run_dir } => service::replica(run_dir),
-        Command::Models { command, conn } => serving::models(command, conn),
-        Command::Versions { command, conn } => serving::versions(command, conn),
-        Command::Predict(args) => serving::predict(*args),
-        Command::ExecPredict(args) => serving::exec_predict(args),
+        Command::Server(args) => server::server(args),
+        Command::Jobs { command, conn } => jobs::jobs(command, conn),
+        Command::ExecSupervise { run_dir } => internal::supervise(run_dir),
+        Command::Replica { run_dir } => internal::replica(run_dir),
+        Command::Models { command, conn } => models::models(command, conn),
+        Command::Versions { command, conn } => models::versions(command, conn),
+        Command::Predict(args) => models::predict(*args),
+        Command::ExecPredict(args) => internal::exec_predict(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -160,7 +160,8 @@ fn builtin_local_train_then_local_predict() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("instance 0 has 3 values, the model expects 4"),
+        // The server's instance parser (mle-predict) and its message.
+        stderr(&out).contains("line 1: has 3 values, the model reads 4"),
         "{}",
         stderr(&out)
     );

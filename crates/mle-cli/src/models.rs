@@ -1,16 +1,18 @@
-//! `mle models ...`, `mle versions ...`, `mle predict`, `mle jobs submit prediction` and the
-//! hidden `mle exec-predict` (the process a batch prediction job runs).
+//! `mle models ...`, `mle versions ...` and `mle predict`: the serving resources and online
+//! prediction, over the REST client with `mle-api`'s types.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
+use mle_api::{Framework, Model, Version};
 use serde_json::{Value, json};
 
-use crate::service::{Client, Conn, Format, print};
+use crate::client::{Client, Conn, absolute, print};
 
+/// `mle models ...`.
 #[derive(Subcommand)]
 pub enum ModelsCommand {
     /// Create a model (a container for versions).
@@ -41,6 +43,7 @@ pub enum ModelsCommand {
     },
 }
 
+/// `mle versions ...`.
 #[derive(Subcommand)]
 pub enum VersionsCommand {
     /// Create a version from exported model files; waits until it is READY (or FAILED).
@@ -104,6 +107,7 @@ pub enum VersionsCommand {
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["json_instances", "text_instances", "json_request"])))]
+/// `mle predict`'s flags.
 pub struct PredictArgs {
     /// The model.
     #[arg(long)]
@@ -122,78 +126,6 @@ pub struct PredictArgs {
     json_request: Option<PathBuf>,
     #[command(flatten)]
     conn: Conn,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DataFormat {
-    /// One CSV line per instance.
-    Text,
-    /// One JSON instance per line.
-    Json,
-}
-
-#[derive(Args)]
-pub struct SubmitPrediction {
-    /// Job id: a letter, then letters, digits and underscores.
-    job: String,
-    /// The model (its default version unless --version).
-    #[arg(long)]
-    model: String,
-    /// The version.
-    #[arg(long)]
-    version: Option<String>,
-    /// Input format.
-    #[arg(long, value_enum)]
-    data_format: DataFormat,
-    /// Input files (comma-separated; `*` and `?` allowed in file names).
-    #[arg(long, value_delimiter = ',', required = true)]
-    input_paths: Vec<String>,
-    /// Output directory for prediction.results-* and prediction.errors_stats-*.
-    #[arg(long)]
-    output_path: String,
-    /// Instances per model call [default: 64].
-    #[arg(long)]
-    batch_size: Option<u64>,
-    /// Region (informational).
-    #[arg(long)]
-    region: Option<String>,
-    /// Runtime version (informational).
-    #[arg(long)]
-    runtime_version: Option<String>,
-    /// Stream the job's logs until it ends; exit 0 only if it SUCCEEDED.
-    #[arg(long)]
-    stream_logs: bool,
-}
-
-#[derive(Args)]
-pub struct ExecPredictArgs {
-    /// The servable directory.
-    #[arg(long)]
-    model_dir: PathBuf,
-    /// json or text.
-    #[arg(long)]
-    data_format: String,
-    /// Output directory.
-    #[arg(long)]
-    output_path: PathBuf,
-    /// Lines per model call.
-    #[arg(long, default_value = "64")]
-    batch_size: usize,
-    /// Where to write the counts as JSON.
-    #[arg(long)]
-    summary: PathBuf,
-    /// Input paths or patterns.
-    #[arg(required = true)]
-    inputs: Vec<String>,
-}
-
-fn absolute(p: &str) -> String {
-    if p.contains("://") {
-        return p.to_string();
-    }
-    std::path::absolute(p)
-        .map(|x| x.display().to_string())
-        .unwrap_or_else(|_| p.to_string())
 }
 
 fn table_models(v: &Value) {
@@ -234,14 +166,7 @@ fn table_versions(v: &Value) {
     }
 }
 
-fn yaml_default(format: Format) -> Format {
-    if format == Format::Table {
-        Format::Yaml
-    } else {
-        format
-    }
-}
-
+/// `mle models ...`.
 pub fn models(cmd: ModelsCommand, conn: Conn) -> Result<i32> {
     let c = Client::new(&conn)?;
     match cmd {
@@ -251,27 +176,56 @@ pub fn models(cmd: ModelsCommand, conn: Conn) -> Result<i32> {
             description,
             enable_logging,
         } => {
-            let body = json!({"name": model, "regions": regions, "description": description.unwrap_or_default(),
-                              "onlinePredictionLogging": enable_logging});
-            c.call("POST", "models", Some(&body))?;
+            let body = Model {
+                name: model.clone(),
+                regions,
+                description: description.unwrap_or_default(),
+                online_prediction_logging: enable_logging,
+                ..Model::default()
+            };
+            c.post("models", &body)?;
             eprintln!("Created ml engine model [{model}].");
         }
         ModelsCommand::List => {
-            let v = c.call("GET", "models?pageSize=100", None)?;
+            let v = c.get("models?pageSize=100")?;
             print(&v, conn.format, table_models)?;
         }
         ModelsCommand::Describe { model } => {
-            let v = c.call("GET", &format!("models/{model}"), None)?;
-            print(&v, yaml_default(conn.format), |_| {})?;
+            let v = c.get(&format!("models/{model}"))?;
+            print(&v, conn.format.or_yaml(), |_| {})?;
         }
         ModelsCommand::Delete { model } => {
-            c.call("DELETE", &format!("models/{model}"), None)?;
+            c.delete(&format!("models/{model}"))?;
             eprintln!("Deleted model [{model}].");
         }
     }
     Ok(0)
 }
 
+/// Waits for a version's creation to end (10 minutes at most).
+fn wait_for_operation(c: &Client, version: &str, op: &Value) -> Result<()> {
+    let name = op["name"].as_str().unwrap_or_default();
+    let id = name.rsplit('/').next().unwrap_or_default().to_string();
+    eprint!("Creating version (this might take a few minutes)...");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let op = c.get(&format!("operations/{id}"))?;
+        if op["done"] == true {
+            if let Some(e) = op["error"]["message"].as_str() {
+                eprintln!("failed.");
+                bail!("version {version} failed: {e}");
+            }
+            eprintln!("done.");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("version {version} is still being created (operation {id})");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `mle versions ...`.
 pub fn versions(cmd: VersionsCommand, conn: Conn) -> Result<i32> {
     let c = Client::new(&conn)?;
     match cmd {
@@ -285,69 +239,45 @@ pub fn versions(cmd: VersionsCommand, conn: Conn) -> Result<i32> {
             description,
             no_wait,
         } => {
-            let mut body = json!({"name": version, "deploymentUri": absolute(&origin)});
-            for (k, v) in [
-                ("framework", framework.map(|f| f.to_ascii_uppercase())),
-                ("runtimeVersion", runtime_version),
-                ("pythonVersion", python_version),
-                ("description", description),
-            ] {
-                if let Some(v) = v {
-                    body[k] = json!(v);
-                }
-            }
-            let op = c.call("POST", &format!("models/{model}/versions"), Some(&body))?;
+            let framework: Framework = match framework {
+                None => Framework::default(),
+                Some(f) => serde_json::from_value(json!(f.to_ascii_uppercase()))
+                    .with_context(|| format!("--framework {f}: MLE or ONNX"))?,
+            };
+            let body = Version {
+                name: version.clone(),
+                deployment_uri: absolute(&origin),
+                framework,
+                runtime_version: runtime_version.unwrap_or_default(),
+                python_version: python_version.unwrap_or_default(),
+                description: description.unwrap_or_default(),
+                ..Version::default()
+            };
+            let op = c.post(&format!("models/{model}/versions"), &body)?;
             if no_wait {
-                print(&op, yaml_default(conn.format), |_| {})?;
+                print(&op, conn.format.or_yaml(), |_| {})?;
                 return Ok(0);
             }
-            let name = op["name"].as_str().unwrap_or_default();
-            let id = name.rsplit('/').next().unwrap_or_default().to_string();
-            eprint!("Creating version (this might take a few minutes)...");
-            let deadline = Instant::now() + Duration::from_secs(600);
-            loop {
-                let op = c.call("GET", &format!("operations/{id}"), None)?;
-                if op["done"] == true {
-                    if let Some(e) = op["error"]["message"].as_str() {
-                        eprintln!("failed.");
-                        bail!("version {version} failed: {e}");
-                    }
-                    eprintln!("done.");
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!("version {version} is still being created (operation {id})");
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            wait_for_operation(&c, &version, &op)?;
         }
         VersionsCommand::List { model } => {
-            let v = c.call(
-                "GET",
-                &format!("models/{model}/versions?pageSize=100"),
-                None,
-            )?;
+            let v = c.get(&format!("models/{model}/versions?pageSize=100"))?;
             print(&v, conn.format, table_versions)?;
         }
         VersionsCommand::Describe { version, model } => {
-            let v = c.call("GET", &format!("models/{model}/versions/{version}"), None)?;
-            print(&v, yaml_default(conn.format), |_| {})?;
+            let v = c.get(&format!("models/{model}/versions/{version}"))?;
+            print(&v, conn.format.or_yaml(), |_| {})?;
         }
         VersionsCommand::Delete { version, model } => {
-            c.call(
-                "DELETE",
-                &format!("models/{model}/versions/{version}"),
-                None,
-            )?;
+            c.delete(&format!("models/{model}/versions/{version}"))?;
             eprintln!("Deleted version [{version}].");
         }
         VersionsCommand::SetDefault { version, model } => {
-            let v = c.call(
-                "POST",
+            let v = c.post(
                 &format!("models/{model}/versions/{version}:setDefault"),
-                Some(&json!({})),
+                &json!({}),
             )?;
-            print(&v, yaml_default(conn.format), |_| {})?;
+            print(&v, conn.format.or_yaml(), |_| {})?;
         }
     }
     Ok(0)
@@ -366,6 +296,7 @@ fn read_input(path: &PathBuf) -> Result<String> {
     Ok(text)
 }
 
+/// `mle predict`: online prediction with a deployed version.
 pub fn predict(a: PredictArgs) -> Result<i32> {
     let c = Client::new(&a.conn)?;
     let request = if let Some(p) = &a.json_request {
@@ -406,89 +337,11 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
         Some(v) => format!("models/{}/versions/{v}:predict", a.model),
         None => format!("models/{}:predict", a.model),
     };
-    let resp = c.call("POST", &path, Some(&request))?;
+    let resp = c.post(&path, &request)?;
     print(&resp, a.conn.format, |v| {
         for p in v["predictions"].as_array().cloned().unwrap_or_default() {
             println!("{p}");
         }
     })?;
-    Ok(0)
-}
-
-/// Creates the job; returns its id and whether to stream its logs.
-pub fn submit_prediction(c: &Client, a: SubmitPrediction) -> Result<(String, bool)> {
-    let mut input = json!({
-        "dataFormat": match a.data_format { DataFormat::Text => "TEXT", DataFormat::Json => "JSON" },
-        "inputPaths": a.input_paths.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
-        "outputPath": absolute(&a.output_path),
-        "region": a.region.unwrap_or_else(|| "local".into()),
-    });
-    match &a.version {
-        Some(v) => {
-            input["versionName"] = json!(format!(
-                "projects/{}/models/{}/versions/{v}",
-                c.project(),
-                a.model
-            ))
-        }
-        None => input["modelName"] = json!(format!("projects/{}/models/{}", c.project(), a.model)),
-    }
-    if let Some(b) = a.batch_size {
-        input["batchSize"] = json!(b.to_string());
-    }
-    if let Some(r) = a.runtime_version {
-        input["runtimeVersion"] = json!(r);
-    }
-    c.call(
-        "POST",
-        "jobs",
-        Some(&json!({"jobId": a.job, "predictionInput": input})),
-    )?;
-    eprintln!("Job [{}] submitted successfully.", a.job);
-    Ok((a.job, a.stream_logs))
-}
-
-/// `mle exec-predict` (run by a batch prediction job's supervisor).
-pub fn exec_predict(a: ExecPredictArgs) -> Result<i32> {
-    let format = match a.data_format.as_str() {
-        "json" => mle_predict::LineFormat::Json,
-        "text" => mle_predict::LineFormat::Text,
-        other => bail!("unknown data format '{other}'"),
-    };
-    let inputs = mle_predict::expand_inputs(&a.inputs)?;
-    println!(
-        "predicting {} input file(s) with {}",
-        inputs.len(),
-        a.model_dir.display()
-    );
-    let servable = mle_predict::Servable::load(&a.model_dir)?;
-    let started = Instant::now();
-    let mut last = Instant::now();
-    let summary = mle_predict::predict_files(
-        &servable,
-        format,
-        &inputs,
-        &a.output_path,
-        a.batch_size,
-        |done| {
-            if last.elapsed() > Duration::from_secs(5) {
-                println!("{done} instances done");
-                last = Instant::now();
-            }
-        },
-    )?;
-    println!(
-        "{} predictions, {} errors in {:.1} s; results in {}",
-        summary.predictions,
-        summary.errors,
-        started.elapsed().as_secs_f64(),
-        a.output_path.display()
-    );
-    let text = json!({"prediction_count": summary.predictions, "error_count": summary.errors,
-                      "seconds": started.elapsed().as_secs_f64()})
-    .to_string();
-    let tmp = a.summary.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &a.summary)?;
     Ok(0)
 }

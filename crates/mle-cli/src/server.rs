@@ -1,0 +1,97 @@
+//! `mle server`: its flags, the execution backend they choose (checked at start-up), and the
+//! service started with them.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use crate::data_dir::default_data_dir;
+
+#[derive(Args)]
+/// `mle server`'s flags.
+pub struct ServerArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Database, runs, logs and the token file [default: $MLE_DATA_DIR or ~/.mle].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A PostgreSQL URL instead of the SQLite file in the data dir.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// Replica slots: jobs wait in the queue rather than run more replicas than this at once.
+    #[arg(long, default_value = "16")]
+    slots: usize,
+    /// Refuse job dirs and packages outside this directory (symlinks and `..` resolved first).
+    #[arg(long, value_name = "DIR")]
+    allow_root: Option<PathBuf>,
+    /// Where jobs run: `local` (supervised processes on this machine) or `slurm` (one Slurm
+    /// job per training job, tuning trial or batch prediction job, through sbatch/srun;
+    /// SLURM_CONF and PATH select the cluster, and the data dir must be on a file system every
+    /// node shares).
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    backend: BackendKind,
+    /// Slurm partition for the jobs (default: the cluster's default partition).
+    #[arg(long, value_name = "NAME")]
+    slurm_partition: Option<String>,
+    /// An extra sbatch argument, passed verbatim (repeatable), e.g. `--slurm-sbatch-arg=--account=ml`.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    slurm_sbatch_arg: Vec<String>,
+}
+
+/// `mle server --backend`.
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendKind {
+    /// Supervised processes on this machine.
+    Local,
+    /// Slurm jobs.
+    Slurm,
+}
+
+/// `mle server`: runs the job service until it is stopped.
+pub fn server(a: ServerArgs) -> Result<i32> {
+    let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
+    let mle_exe = std::env::current_exe().context("locating the mle binary")?;
+    let backend = match a.backend {
+        BackendKind::Local => mle_exec::Backend::Local {
+            mle_exe: mle_exe.clone(),
+        },
+        BackendKind::Slurm => {
+            // Fail at start-up, not at the first job, when the cluster cannot be reached.
+            let out = std::process::Command::new("sinfo")
+                .args(["-h", "-o", "%P"])
+                .output()
+                .context("--backend slurm: cannot run sinfo (is Slurm installed and on PATH?)")?;
+            if !out.status.success() {
+                bail!(
+                    "--backend slurm: the Slurm controller does not answer (is SLURM_CONF right?): {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            mle_exec::Backend::Slurm(mle_exec::Slurm::new(
+                mle_exe.clone(),
+                a.slurm_partition.clone(),
+                a.slurm_sbatch_arg.clone(),
+            ))
+        }
+    };
+    let cfg = mle_server::Config {
+        data_dir: data_dir.clone(),
+        slots: a.slots.max(1),
+        mle_exe,
+        backend,
+        python: std::env::var("MLE_PYTHON").unwrap_or_else(|_| "python3".into()),
+        allow_root: match a.allow_root {
+            Some(r) => Some(
+                r.canonicalize()
+                    .with_context(|| format!("--allow-root {}", r.display()))?,
+            ),
+            None => None,
+        },
+    };
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(mle_server::run(&a.listen, cfg, a.database.as_deref()))
+        .context("server failed")?;
+    Ok(0)
+}
