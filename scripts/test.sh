@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, then every test (unit, integration, interop with
+# The whole test suite: formatting, lints, the structure check, then every test (unit, integration, interop with
 # the Python peers). Creates target/test-venv (tensorboard, onnxruntime) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --release --workspace --all-targets -- -D warnings
+echo "==> structure (crate dependency rules, import cycles, file sizes)"
+python3 scripts/check-structure.py
 echo "==> cargo test"
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 cargo test --release --workspace --no-fail-fast

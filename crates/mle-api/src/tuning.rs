@@ -219,6 +219,34 @@ pub fn validate_hyperparameters(
     v: &mut Vec<FieldViolation>,
 ) {
     let f = |name: &str| format!("{prefix}.{name}");
+    check_limits(spec, prefix, v);
+    let grid = spec.algorithm == TuningAlgorithm::GridSearch;
+    let mut grid_size: u128 = 1;
+    let mut names = HashSet::new();
+    for (i, p) in spec.params.iter().enumerate() {
+        let pf = |name: &str| format!("{prefix}.params[{i}].{name}");
+        check_name(p, &mut names, &pf, v);
+        grid_size = grid_size.saturating_mul(check_bounds(p, &pf, v));
+        grid_size = grid_size.saturating_mul(check_values(p, grid, &pf, v));
+    }
+    if grid && grid_size > 1_000_000 {
+        v.push(FieldViolation::new(
+            &f("params"),
+            format!("GRID_SEARCH over {grid_size} combinations is too many (at most 1000000)"),
+        ));
+    }
+    if !spec.resume_previous_job_id.is_empty() && !crate::valid_job_id(&spec.resume_previous_job_id)
+    {
+        v.push(FieldViolation::new(
+            &f("resume_previous_job_id"),
+            format!("'{}' is not a job id", spec.resume_previous_job_id),
+        ));
+    }
+}
+
+/// Trial counts, the parameter list and the metric tag.
+fn check_limits(spec: &HyperparameterSpec, prefix: &str, v: &mut Vec<FieldViolation>) {
+    let f = |name: &str| format!("{prefix}.{name}");
     for (name, value) in [
         ("max_trials", spec.max_trials),
         ("max_parallel_trials", spec.max_parallel_trials),
@@ -249,154 +277,167 @@ pub fn validate_hyperparameters(
             "must be a single line",
         ));
     }
-    let grid = spec.algorithm == TuningAlgorithm::GridSearch;
-    let mut grid_size: u128 = 1;
-    let mut names = HashSet::new();
-    for (i, p) in spec.params.iter().enumerate() {
-        let pf = |name: &str| format!("{prefix}.params[{i}].{name}");
-        let valid_name = !p.parameter_name.is_empty()
-            && p.parameter_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
-        if !valid_name {
-            v.push(FieldViolation::new(
-                &pf("parameter_name"),
-                format!(
-                    "'{}' must be non-empty and hold only letters, digits, '_', '-' and '.'",
-                    p.parameter_name
-                ),
-            ));
-        } else if !names.insert(p.parameter_name.as_str()) {
-            v.push(FieldViolation::new(
-                &pf("parameter_name"),
-                format!("'{}' is given twice", p.parameter_name),
-            ));
-        }
-        let numeric = matches!(p.kind, ParameterType::Double | ParameterType::Integer);
-        if numeric {
-            match (p.min_value, p.max_value) {
-                (Some(min), Some(max)) => {
-                    if !min.is_finite() || !max.is_finite() {
-                        v.push(FieldViolation::new(
-                            &pf("min_value"),
-                            "bounds must be finite",
-                        ));
-                    } else if min > max {
-                        v.push(FieldViolation::new(
-                            &pf("min_value"),
-                            format!("minValue {min} is greater than maxValue {max}"),
-                        ));
-                    } else if p.kind == ParameterType::Integer
-                        && (min.fract() != 0.0 || max.fract() != 0.0)
-                    {
-                        v.push(FieldViolation::new(
-                            &pf("min_value"),
-                            "INTEGER bounds must be whole numbers",
-                        ));
-                    } else if matches!(
-                        p.scale_type,
-                        ScaleType::UnitLogScale | ScaleType::UnitReverseLogScale
-                    ) && min <= 0.0
-                    {
-                        v.push(FieldViolation::new(
-                            &pf("min_value"),
-                            format!("a log scale needs positive bounds, got minValue {min}"),
-                        ));
-                    }
-                    if p.kind == ParameterType::Integer && min <= max {
-                        grid_size = grid_size.saturating_mul((max - min) as u128 + 1);
-                    }
-                }
-                (None, _) => v.push(FieldViolation::new(
-                    &pf("min_value"),
-                    "is required for DOUBLE and INTEGER parameters",
-                )),
-                (_, None) => v.push(FieldViolation::new(
-                    &pf("max_value"),
-                    "is required for DOUBLE and INTEGER parameters",
-                )),
-            }
-        } else if p.min_value.is_some() || p.max_value.is_some() {
-            v.push(FieldViolation::new(
-                &pf("min_value"),
-                "bounds are only for DOUBLE and INTEGER parameters",
-            ));
-        }
-        if !numeric && p.scale_type != ScaleType::None {
-            v.push(FieldViolation::new(
-                &pf("scale_type"),
-                "scales are only for DOUBLE and INTEGER parameters",
-            ));
-        }
-        match p.kind {
-            ParameterType::ParameterTypeUnspecified => v.push(FieldViolation::new(
-                &pf("type"),
-                "is required: DOUBLE, INTEGER, CATEGORICAL or DISCRETE",
-            )),
-            ParameterType::Double if grid => v.push(FieldViolation::new(
-                &pf("type"),
-                "GRID_SEARCH cannot enumerate a DOUBLE parameter (use DISCRETE or INTEGER)",
-            )),
-            ParameterType::Categorical => {
-                if p.categorical_values.is_empty() {
+}
+
+/// A parameter's name: well-formed and not given twice.
+fn check_name<'a>(
+    p: &'a ParameterSpec,
+    names: &mut HashSet<&'a str>,
+    pf: &dyn Fn(&str) -> String,
+    v: &mut Vec<FieldViolation>,
+) {
+    let valid_name = !p.parameter_name.is_empty()
+        && p.parameter_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if !valid_name {
+        v.push(FieldViolation::new(
+            &pf("parameter_name"),
+            format!(
+                "'{}' must be non-empty and hold only letters, digits, '_', '-' and '.'",
+                p.parameter_name
+            ),
+        ));
+    } else if !names.insert(p.parameter_name.as_str()) {
+        v.push(FieldViolation::new(
+            &pf("parameter_name"),
+            format!("'{}' is given twice", p.parameter_name),
+        ));
+    }
+}
+
+/// Bounds and scales (only numeric parameters have them); returns the number of grid points
+/// an INTEGER parameter spans (1 for the others).
+fn check_bounds(
+    p: &ParameterSpec,
+    pf: &dyn Fn(&str) -> String,
+    v: &mut Vec<FieldViolation>,
+) -> u128 {
+    let numeric = matches!(p.kind, ParameterType::Double | ParameterType::Integer);
+    let mut points = 1;
+    if numeric {
+        match (p.min_value, p.max_value) {
+            (Some(min), Some(max)) => {
+                if !min.is_finite() || !max.is_finite() {
                     v.push(FieldViolation::new(
-                        &pf("categorical_values"),
-                        "must not be empty for a CATEGORICAL parameter",
+                        &pf("min_value"),
+                        "bounds must be finite",
                     ));
-                }
-                let distinct: HashSet<&String> = p.categorical_values.iter().collect();
-                if distinct.len() != p.categorical_values.len() {
+                } else if min > max {
                     v.push(FieldViolation::new(
-                        &pf("categorical_values"),
-                        "values must be distinct",
+                        &pf("min_value"),
+                        format!("minValue {min} is greater than maxValue {max}"),
                     ));
-                }
-                grid_size = grid_size.saturating_mul(p.categorical_values.len() as u128);
-            }
-            ParameterType::Discrete => {
-                if p.discrete_values.is_empty() {
-                    v.push(FieldViolation::new(
-                        &pf("discrete_values"),
-                        "must not be empty for a DISCRETE parameter",
-                    ));
-                } else if p.discrete_values.iter().any(|x| !x.is_finite())
-                    || p.discrete_values.windows(2).any(|w| w[0] >= w[1])
+                } else if p.kind == ParameterType::Integer
+                    && (min.fract() != 0.0 || max.fract() != 0.0)
                 {
                     v.push(FieldViolation::new(
-                        &pf("discrete_values"),
-                        "values must be finite and strictly ascending",
+                        &pf("min_value"),
+                        "INTEGER bounds must be whole numbers",
+                    ));
+                } else if matches!(
+                    p.scale_type,
+                    ScaleType::UnitLogScale | ScaleType::UnitReverseLogScale
+                ) && min <= 0.0
+                {
+                    v.push(FieldViolation::new(
+                        &pf("min_value"),
+                        format!("a log scale needs positive bounds, got minValue {min}"),
                     ));
                 }
-                grid_size = grid_size.saturating_mul(p.discrete_values.len() as u128);
+                if p.kind == ParameterType::Integer && min <= max {
+                    points = (max - min) as u128 + 1;
+                }
             }
-            _ => {}
+            (None, _) => v.push(FieldViolation::new(
+                &pf("min_value"),
+                "is required for DOUBLE and INTEGER parameters",
+            )),
+            (_, None) => v.push(FieldViolation::new(
+                &pf("max_value"),
+                "is required for DOUBLE and INTEGER parameters",
+            )),
         }
-        if p.kind != ParameterType::Categorical && !p.categorical_values.is_empty() {
-            v.push(FieldViolation::new(
-                &pf("categorical_values"),
-                "only for CATEGORICAL parameters",
-            ));
-        }
-        if p.kind != ParameterType::Discrete && !p.discrete_values.is_empty() {
-            v.push(FieldViolation::new(
-                &pf("discrete_values"),
-                "only for DISCRETE parameters",
-            ));
-        }
-    }
-    if grid && grid_size > 1_000_000 {
+    } else if p.min_value.is_some() || p.max_value.is_some() {
         v.push(FieldViolation::new(
-            &f("params"),
-            format!("GRID_SEARCH over {grid_size} combinations is too many (at most 1000000)"),
+            &pf("min_value"),
+            "bounds are only for DOUBLE and INTEGER parameters",
         ));
     }
-    if !spec.resume_previous_job_id.is_empty() && !crate::valid_job_id(&spec.resume_previous_job_id)
-    {
+    if !numeric && p.scale_type != ScaleType::None {
         v.push(FieldViolation::new(
-            &f("resume_previous_job_id"),
-            format!("'{}' is not a job id", spec.resume_previous_job_id),
+            &pf("scale_type"),
+            "scales are only for DOUBLE and INTEGER parameters",
         ));
     }
+    points
+}
+
+/// The type and the value lists; returns the number of grid points the lists hold (1 for
+/// numeric parameters).
+fn check_values(
+    p: &ParameterSpec,
+    grid: bool,
+    pf: &dyn Fn(&str) -> String,
+    v: &mut Vec<FieldViolation>,
+) -> u128 {
+    let mut points = 1;
+    match p.kind {
+        ParameterType::ParameterTypeUnspecified => v.push(FieldViolation::new(
+            &pf("type"),
+            "is required: DOUBLE, INTEGER, CATEGORICAL or DISCRETE",
+        )),
+        ParameterType::Double if grid => v.push(FieldViolation::new(
+            &pf("type"),
+            "GRID_SEARCH cannot enumerate a DOUBLE parameter (use DISCRETE or INTEGER)",
+        )),
+        ParameterType::Categorical => {
+            if p.categorical_values.is_empty() {
+                v.push(FieldViolation::new(
+                    &pf("categorical_values"),
+                    "must not be empty for a CATEGORICAL parameter",
+                ));
+            }
+            let distinct: HashSet<&String> = p.categorical_values.iter().collect();
+            if distinct.len() != p.categorical_values.len() {
+                v.push(FieldViolation::new(
+                    &pf("categorical_values"),
+                    "values must be distinct",
+                ));
+            }
+            points = p.categorical_values.len() as u128;
+        }
+        ParameterType::Discrete => {
+            if p.discrete_values.is_empty() {
+                v.push(FieldViolation::new(
+                    &pf("discrete_values"),
+                    "must not be empty for a DISCRETE parameter",
+                ));
+            } else if p.discrete_values.iter().any(|x| !x.is_finite())
+                || p.discrete_values.windows(2).any(|w| w[0] >= w[1])
+            {
+                v.push(FieldViolation::new(
+                    &pf("discrete_values"),
+                    "values must be finite and strictly ascending",
+                ));
+            }
+            points = p.discrete_values.len() as u128;
+        }
+        _ => {}
+    }
+    if p.kind != ParameterType::Categorical && !p.categorical_values.is_empty() {
+        v.push(FieldViolation::new(
+            &pf("categorical_values"),
+            "only for CATEGORICAL parameters",
+        ));
+    }
+    if p.kind != ParameterType::Discrete && !p.discrete_values.is_empty() {
+        v.push(FieldViolation::new(
+            &pf("discrete_values"),
+            "only for DISCRETE parameters",
+        ));
+    }
+    points
 }
 
 #[cfg(test)]

@@ -25,8 +25,6 @@ pub struct Task {
     pub kind: String,
     /// Index within the role.
     pub index: usize,
-    /// Tuning trial id, if any.
-    pub trial: Option<String>,
 }
 
 /// A whole `TF_CONFIG`.
@@ -34,8 +32,10 @@ pub struct Task {
 pub struct TfConfig {
     /// The cluster (empty for a single process).
     pub cluster: ClusterMap,
-    /// This replica's task; `None` writes `"task": {}` (a single process).
+    /// This replica's task; `None` for a single process.
     pub task: Option<Task>,
+    /// `task.trial`: the tuning trial id, if any (a single process of a trial has only this).
+    pub trial: Option<String>,
     /// `job`: the training input in proto field names (`Null` when absent).
     pub job: Value,
     /// `environment` (`cloud` as CMLE writes it; empty when absent).
@@ -90,6 +90,7 @@ impl TfConfig {
         Self {
             cluster: ClusterMap::new(),
             task: None,
+            trial: None,
             job,
             environment: "cloud".into(),
         }
@@ -102,8 +103,8 @@ impl TfConfig {
             task: Some(Task {
                 kind: kind.into(),
                 index,
-                trial: None,
             }),
+            trial: None,
             job,
             environment: "cloud".into(),
         }
@@ -129,21 +130,21 @@ impl TfConfig {
                 out.cluster.insert(role.clone(), addrs);
             }
         }
-        if let Some(task) = v.get("task").and_then(Value::as_object)
-            && !task.is_empty()
-        {
-            out.task = Some(Task {
-                kind: task
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                index: task.get("index").and_then(Value::as_u64).unwrap_or(0) as usize,
-                trial: task.get("trial").and_then(|t| match t {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                }),
+        if let Some(task) = v.get("task").and_then(Value::as_object) {
+            if task.contains_key("type") || task.contains_key("index") {
+                out.task = Some(Task {
+                    kind: task
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    index: task.get("index").and_then(Value::as_u64).unwrap_or(0) as usize,
+                });
+            }
+            out.trial = task.get("trial").and_then(|t| match t {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
             });
         }
         out.job = v.get("job").cloned().unwrap_or(Value::Null);
@@ -165,16 +166,13 @@ impl TfConfig {
 
     /// The JSON text, as trainers read it.
     pub fn to_json(&self) -> String {
-        let task = match &self.task {
+        let mut task = match &self.task {
             None => json!({}),
-            Some(t) => {
-                let mut v = json!({"type": t.kind, "index": t.index});
-                if let Some(trial) = &t.trial {
-                    v["trial"] = json!(trial);
-                }
-                v
-            }
+            Some(t) => json!({"type": t.kind, "index": t.index}),
         };
+        if let Some(trial) = &self.trial {
+            task["trial"] = json!(trial);
+        }
         let mut v = json!({"cluster": self.cluster, "task": task});
         if !self.job.is_null() {
             v["job"] = self.job.clone();
@@ -197,14 +195,12 @@ impl TfConfig {
 
     /// The tuning trial id, if any.
     pub fn trial(&self) -> Option<&str> {
-        self.task.as_ref().and_then(|t| t.trial.as_deref())
+        self.trial.as_deref()
     }
 
-    /// Marks the task as one of tuning trial `id`.
+    /// Marks the replica as one of tuning trial `id`.
     pub fn set_trial(&mut self, id: &str) {
-        if let Some(t) = &mut self.task {
-            t.trial = Some(id.to_string());
-        }
+        self.trial = Some(id.to_string());
     }
 
     /// The trainers of the cluster: its primaries and workers.
@@ -323,6 +319,18 @@ mod tests {
         tf.rewrite_addresses(&addrs);
         assert_eq!(tf.cluster["worker"], vec!["worker-0:1", "node2:5"]);
         assert_eq!(tf.trial(), Some("3"));
+        let mut one = TfConfig::single(json!({}));
+        one.set_trial("2");
+        let v: Value = serde_json::from_str(&one.to_json()).unwrap();
+        assert_eq!(
+            v["task"],
+            json!({"trial": "2"}),
+            "a single trial replica still names its trial"
+        );
+        assert_eq!(
+            TfConfig::parse(&one.to_json()).unwrap().role(),
+            ReplicaRole::Single
+        );
         let single: Value = serde_json::from_str(&TfConfig::single(json!({})).to_json()).unwrap();
         assert_eq!(
             single,

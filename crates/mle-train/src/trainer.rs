@@ -182,16 +182,7 @@ impl<'a, M: Model> Trainer<'a, M> {
     /// checkpoints, reports and exports.
     pub fn run(mut self, train: &Dataset, eval: &Dataset) -> Result<Outcome, TrainError> {
         let cfg = self.cfg.clone();
-        if cfg.train_batch_size == 0 || cfg.eval_batch_size == 0 {
-            return Err(TrainError::Config("batch sizes must be at least 1".into()));
-        }
-        if train.width() != self.model.input_width() || eval.width() != self.model.input_width() {
-            return Err(TrainError::Config(format!(
-                "the model reads {} features, the data has {}",
-                self.model.input_width(),
-                train.width()
-            )));
-        }
+        self.check_inputs(train, eval)?;
         let partition = self.exchange.partition();
         let world = match partition {
             Partition::Whole => 1,
@@ -210,73 +201,17 @@ impl<'a, M: Model> Trainer<'a, M> {
             .as_ref()
             .filter(|_| primary)
             .map(|d| d.join("checkpoints"));
-        let mut local = StartState {
-            step: 0,
-            cursor: Cursor::default(),
-            params: self.model.init_params(cfg.seed),
-            optimizer: Optimizer::new(cfg.optimizer, self.model.layout().total()),
-        };
-        let mut resumed_from = None;
-        if let Some(dir) = &ckpt_dir
-            && let Some(c) = Checkpoint::latest(&self.model, dir)?
-        {
-            c.restore(&mut self.model, &mut local.optimizer)?;
-            local.params = c.params;
-            local.step = c.step;
-            local.cursor = c.cursor;
-            resumed_from = Some(c.step);
-            eprintln!(
-                "resuming from checkpoint at step {} in {}",
-                c.step,
-                dir.display()
-            );
-        }
+        let (local, resumed_from) = self.resume_or_init(ckpt_dir.as_deref())?;
         let StartState {
             mut step,
             cursor,
             mut params,
             optimizer: mut opt,
         } = self.exchange.start(local, max_steps)?;
-        let job_dir = cfg.job_dir.as_ref().filter(|_| primary);
-        let mut train_events = match job_dir {
-            Some(d) => Some(EventWriter::create(d).map_err(|e| TrainError::io(d, e))?),
-            None => None,
-        };
-        let mut eval_events = match job_dir {
-            Some(d) => {
-                Some(EventWriter::create(&d.join("eval")).map_err(|e| TrainError::io(d, e))?)
-            }
-            None => None,
-        };
-        let mut reporter = if primary { Reporter::from_env() } else { None };
-        let bar = if primary && cfg.progress && std::io::stderr().is_terminal() {
-            let b = ProgressBar::new(max_steps);
-            b.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {msg}  eta {eta}")
-                    .expect("static template"),
-            );
-            b.set_position(step);
-            b
-        } else {
-            ProgressBar::hidden()
-        };
-
+        let mut report = Reporting::open(&cfg, primary, max_steps, step)?;
         let b = cfg.train_batch_size;
-        let shard;
-        let (data, stream_batch, seed, cursor) = match partition {
-            Partition::Whole => (train, b, cfg.seed, cursor),
-            Partition::Slice { world, .. } => (train, b * world, cfg.seed, cursor),
-            Partition::Shard { rank, world } => {
-                shard = train.shard(rank, world);
-                if shard.is_empty() {
-                    return Err(TrainError::Config(format!(
-                        "replica {rank} of {world} gets no training rows"
-                    )));
-                }
-                let cursor = if rank == 0 { cursor } else { Cursor::default() };
-                (&shard, b, cfg.seed.wrapping_add(rank as u64), cursor)
-            }
-        };
+        let (shard, stream_batch, seed, cursor) = replica_data(partition, train, &cfg, cursor)?;
+        let data = shard.as_ref().unwrap_or(train);
         let mut stream = BatchStream::new(data, stream_batch, seed, true, cursor);
         let mut grads = vec![0.0; params.len()];
         let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -293,59 +228,6 @@ impl<'a, M: Model> Trainer<'a, M> {
             .unwrap_or(cfg.eval_every_steps)
             .max(1);
         let lr = cfg.optimizer.learning_rate;
-
-        let mut evaluate_now = |step: u64,
-                                params: &[f32],
-                                model: &M,
-                                train_loss: Option<f64>,
-                                ex_s: f64|
-         -> Result<Vec<(Metric, f64)>, TrainError> {
-            let sums = evaluate(model, params, eval, cfg.eval_batch_size, cfg.eval_steps)?;
-            let metrics: Vec<(Metric, f64)> =
-                cfg.metrics.iter().map(|&m| (m, sums.value(m))).collect();
-            let mut line = format!("step {step}/{max_steps}");
-            if let Some(l) = train_loss {
-                line += &format!("  loss {l:.4}");
-            }
-            let mut scalars: Vec<(String, f64)> = vec![("loss".into(), sums.value(Metric::Loss))];
-            line += &format!("  eval_loss {:.4}", sums.value(Metric::Loss));
-            for (m, v) in &metrics {
-                if *m != Metric::Loss {
-                    line += &format!("  eval_{} {v:.4}", m.name());
-                    scalars.push((m.name().into(), *v));
-                }
-            }
-            if ex_s > 0.0 {
-                line += &format!("  ({ex_s:.0} examples/s)");
-            }
-            let tag = cfg
-                .hp_metric_tag
-                .clone()
-                .unwrap_or_else(|| DEFAULT_METRIC_TAG.into());
-            let hp_value = Metric::parse(&tag).map(|m| sums.value(m)).unwrap_or(
-                metrics
-                    .first()
-                    .map_or(sums.value(Metric::Loss), |(_, v)| *v),
-            );
-            if !scalars.iter().any(|(t, _)| *t == tag) {
-                scalars.push((tag.clone(), hp_value));
-            }
-            if let Some(w) = eval_events.as_mut() {
-                let refs: Vec<(&str, f64)> =
-                    scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
-                w.scalars(step, &refs)
-                    .map_err(|e| TrainError::io(w.path(), e))?;
-            }
-            if let Some(r) = reporter.as_mut() {
-                r.report(&tag, hp_value, step).map_err(|e| {
-                    TrainError::Config(format!("writing the hypertune metric file: {e}"))
-                })?;
-            }
-            if cfg.verbose {
-                bar.suspend(|| println!("{line}"));
-            }
-            Ok(metrics)
-        };
 
         while step < max_steps {
             stream.next_into(&mut x, &mut y);
@@ -379,24 +261,25 @@ impl<'a, M: Model> Trainer<'a, M> {
             if !primary {
                 continue;
             }
-            bar.set_position(step.min(max_steps));
-            if let Some(w) = train_events.as_mut()
-                && (crossed(prev, step, cfg.log_every_steps) || step >= max_steps)
-            {
-                w.scalars(step, &[("loss", loss as f64)])
-                    .map_err(|e| TrainError::io(w.path(), e))?;
+            report.bar.set_position(step.min(max_steps));
+            if crossed(prev, step, cfg.log_every_steps) || step >= max_steps {
+                report.train_scalar(step, "loss", loss as f64)?;
             }
             if crossed(prev, step, cfg.eval_every_steps) || step >= max_steps {
                 let secs = interval.0.elapsed().as_secs_f64();
                 let ex_s = ((step - interval.1) as usize * cfg.train_batch_size * world) as f64
                     / secs.max(1e-9);
                 let mean_loss = interval.2 / interval.3.max(1) as f64;
-                final_metrics = evaluate_now(step, &params, &self.model, Some(mean_loss), ex_s)?;
+                final_metrics = report.evaluate(
+                    &cfg,
+                    &self.model,
+                    &params,
+                    eval,
+                    step,
+                    Some((mean_loss, ex_s)),
+                )?;
                 evaluated_at = Some(step);
-                if let Some(w) = train_events.as_mut() {
-                    w.scalars(step, &[("examples/sec", ex_s)])
-                        .map_err(|e| TrainError::io(w.path(), e))?;
-                }
+                report.train_scalar(step, "examples/sec", ex_s)?;
                 interval = (Instant::now(), step, 0.0, 0);
             }
             let due_secs = cfg
@@ -416,7 +299,7 @@ impl<'a, M: Model> Trainer<'a, M> {
                 last_ckpt = Instant::now();
             }
         }
-        bar.finish_and_clear();
+        report.bar.finish_and_clear();
         let examples_per_sec = (local_steps as usize * cfg.train_batch_size) as f64
             / started.elapsed().as_secs_f64().max(1e-9);
         if !primary {
@@ -440,7 +323,7 @@ impl<'a, M: Model> Trainer<'a, M> {
                     "training already reached step {step} (target {max_steps}); evaluating and exporting"
                 );
             }
-            final_metrics = evaluate_now(step, &params, &self.model, None, 0.0)?;
+            final_metrics = report.evaluate(&cfg, &self.model, &params, eval, step, None)?;
         }
         let export_dir = match &self.export {
             Some(f) => Some(f(&self.model, &params, step)?),
@@ -463,5 +346,195 @@ impl<'a, M: Model> Trainer<'a, M> {
             export_dir,
             examples_per_sec,
         })
+    }
+
+    /// Batch sizes of at least 1; data as wide as the model's input.
+    fn check_inputs(&self, train: &Dataset, eval: &Dataset) -> Result<(), TrainError> {
+        if self.cfg.train_batch_size == 0 || self.cfg.eval_batch_size == 0 {
+            return Err(TrainError::Config("batch sizes must be at least 1".into()));
+        }
+        if train.width() != self.model.input_width() || eval.width() != self.model.input_width() {
+            return Err(TrainError::Config(format!(
+                "the model reads {} features, the data has {}",
+                self.model.input_width(),
+                train.width()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fresh parameters, or the newest checkpoint in `ckpt_dir` (and the step it holds).
+    fn resume_or_init(
+        &mut self,
+        ckpt_dir: Option<&std::path::Path>,
+    ) -> Result<(StartState, Option<u64>), TrainError> {
+        let mut local = StartState {
+            step: 0,
+            cursor: Cursor::default(),
+            params: self.model.init_params(self.cfg.seed),
+            optimizer: Optimizer::new(self.cfg.optimizer, self.model.layout().total()),
+        };
+        let Some(dir) = ckpt_dir else {
+            return Ok((local, None));
+        };
+        let Some(c) = Checkpoint::latest(&self.model, dir)? else {
+            return Ok((local, None));
+        };
+        c.restore(&mut self.model, &mut local.optimizer)?;
+        local.params = c.params;
+        local.step = c.step;
+        local.cursor = c.cursor;
+        eprintln!(
+            "resuming from checkpoint at step {} in {}",
+            c.step,
+            dir.display()
+        );
+        Ok((local, Some(c.step)))
+    }
+}
+
+/// What this replica streams: its shard of the data (for sharded partitions; `None` means the
+/// whole `train`), the stream's batch size, its seed and its start cursor.
+fn replica_data(
+    partition: Partition,
+    train: &Dataset,
+    cfg: &TrainConfig,
+    cursor: Cursor,
+) -> Result<(Option<Dataset>, usize, u64, Cursor), TrainError> {
+    let b = cfg.train_batch_size;
+    Ok(match partition {
+        Partition::Whole => (None, b, cfg.seed, cursor),
+        Partition::Slice { world, .. } => (None, b * world, cfg.seed, cursor),
+        Partition::Shard { rank, world } => {
+            let shard = train.shard(rank, world);
+            if shard.is_empty() {
+                return Err(TrainError::Config(format!(
+                    "replica {rank} of {world} gets no training rows"
+                )));
+            }
+            let cursor = if rank == 0 { cursor } else { Cursor::default() };
+            (Some(shard), b, cfg.seed.wrapping_add(rank as u64), cursor)
+        }
+    })
+}
+
+/// The primary's outputs while it trains: event files, the hypertune metric file, the
+/// progress bar and the evaluation lines.
+struct Reporting {
+    train_events: Option<EventWriter>,
+    eval_events: Option<EventWriter>,
+    reporter: Option<Reporter>,
+    bar: ProgressBar,
+    max_steps: u64,
+}
+
+impl Reporting {
+    /// Opens the primary's writers (a non-primary replica gets none).
+    fn open(
+        cfg: &TrainConfig,
+        primary: bool,
+        max_steps: u64,
+        step: u64,
+    ) -> Result<Self, TrainError> {
+        let job_dir = cfg.job_dir.as_ref().filter(|_| primary);
+        let train_events = match job_dir {
+            Some(d) => Some(EventWriter::create(d).map_err(|e| TrainError::io(d, e))?),
+            None => None,
+        };
+        let eval_events = match job_dir {
+            Some(d) => {
+                Some(EventWriter::create(&d.join("eval")).map_err(|e| TrainError::io(d, e))?)
+            }
+            None => None,
+        };
+        let reporter = if primary { Reporter::from_env() } else { None };
+        let bar = if primary && cfg.progress && std::io::stderr().is_terminal() {
+            let b = ProgressBar::new(max_steps);
+            b.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {msg}  eta {eta}")
+                    .expect("static template"),
+            );
+            b.set_position(step);
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        Ok(Self {
+            train_events,
+            eval_events,
+            reporter,
+            bar,
+            max_steps,
+        })
+    }
+
+    /// One training scalar in the job dir's event file.
+    fn train_scalar(&mut self, step: u64, tag: &str, value: f64) -> Result<(), TrainError> {
+        if let Some(w) = self.train_events.as_mut() {
+            w.scalars(step, &[(tag, value)])
+                .map_err(|e| TrainError::io(w.path(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates `params` on `eval` and reports it: the evaluation event file (with the
+    /// tuning metric's tag), the hypertune file, and a line on stdout (with the interval's
+    /// mean training loss and examples/s, when given).
+    fn evaluate<M: Model>(
+        &mut self,
+        cfg: &TrainConfig,
+        model: &M,
+        params: &[f32],
+        eval: &Dataset,
+        step: u64,
+        interval: Option<(f64, f64)>,
+    ) -> Result<Vec<(Metric, f64)>, TrainError> {
+        let (train_loss, ex_s) = match interval {
+            Some((loss, ex_s)) => (Some(loss), ex_s),
+            None => (None, 0.0),
+        };
+        let sums = evaluate(model, params, eval, cfg.eval_batch_size, cfg.eval_steps)?;
+        let metrics: Vec<(Metric, f64)> = cfg.metrics.iter().map(|&m| (m, sums.value(m))).collect();
+        let mut line = format!("step {step}/{}", self.max_steps);
+        if let Some(l) = train_loss {
+            line += &format!("  loss {l:.4}");
+        }
+        let mut scalars: Vec<(String, f64)> = vec![("loss".into(), sums.value(Metric::Loss))];
+        line += &format!("  eval_loss {:.4}", sums.value(Metric::Loss));
+        for (m, v) in &metrics {
+            if *m != Metric::Loss {
+                line += &format!("  eval_{} {v:.4}", m.name());
+                scalars.push((m.name().into(), *v));
+            }
+        }
+        if ex_s > 0.0 {
+            line += &format!("  ({ex_s:.0} examples/s)");
+        }
+        let tag = cfg
+            .hp_metric_tag
+            .clone()
+            .unwrap_or_else(|| DEFAULT_METRIC_TAG.into());
+        let hp_value = Metric::parse(&tag).map(|m| sums.value(m)).unwrap_or(
+            metrics
+                .first()
+                .map_or(sums.value(Metric::Loss), |(_, v)| *v),
+        );
+        if !scalars.iter().any(|(t, _)| *t == tag) {
+            scalars.push((tag.clone(), hp_value));
+        }
+        if let Some(w) = self.eval_events.as_mut() {
+            let refs: Vec<(&str, f64)> = scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+            w.scalars(step, &refs)
+                .map_err(|e| TrainError::io(w.path(), e))?;
+        }
+        if let Some(r) = self.reporter.as_mut() {
+            r.report(&tag, hp_value, step).map_err(|e| {
+                TrainError::Config(format!("writing the hypertune metric file: {e}"))
+            })?;
+        }
+        if cfg.verbose {
+            self.bar.suspend(|| println!("{line}"));
+        }
+        Ok(metrics)
     }
 }

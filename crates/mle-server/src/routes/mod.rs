@@ -93,6 +93,21 @@ pub(crate) fn paged(items: Vec<(i64, Value)>, size: i64, key: &str) -> Value {
     out
 }
 
+/// The id a resource's `name` ends with (`projects/p/models/m` or `m`), if it is a valid id.
+pub(crate) fn resource_id(name: &str, field: &str) -> Result<String, FieldViolation> {
+    let id = name.rsplit('/').next().unwrap_or_default().to_string();
+    if mle_api::valid_resource_id(&id) {
+        Ok(id)
+    } else {
+        Err(FieldViolation::new(
+            field,
+            format!(
+                "'{id}' must start with a letter and hold only letters, digits and underscores (at most 128)"
+            ),
+        ))
+    }
+}
+
 /// `updateMask` of a model or version patch: description and/or labels.
 pub(crate) fn fields_mask(q: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
     let mask: Vec<String> = q

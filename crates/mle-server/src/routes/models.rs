@@ -12,12 +12,12 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use mle_api::{ApiStatus, Model, valid_resource_id};
+use mle_api::{ApiStatus, Model};
 use mle_store::StoreError;
 use serde_json::Value;
 
 use super::predict::predict_action;
-use super::{body, fields_mask, invalid, page, paged, valid_project};
+use super::{body, fields_mask, page, paged, resource_id, valid_project};
 use crate::catalog::{default_version, model_name, version_out};
 use crate::db::{DbError, Kind, Stored};
 use crate::error::{ApiError, PredictError};
@@ -55,15 +55,7 @@ async fn create(
 ) -> Result<Json<Model>, ApiError> {
     valid_project(&project)?;
     let mut m: Model = body(raw, "model")?;
-    let id = m.name.rsplit('/').next().unwrap_or_default().to_string();
-    if !valid_resource_id(&id) {
-        return Err(invalid(
-            "model.name",
-            format!(
-                "'{id}' must start with a letter and hold only letters, digits and underscores (at most 128)"
-            ),
-        ));
-    }
+    let id = resource_id(&m.name, "model.name").map_err(|v| ApiError::Invalid(vec![v]))?;
     m.name = model_name(&project, &id);
     m.default_version = None;
     m.etag.clear();

@@ -14,12 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mle_api::{
     ApiStatus, FieldViolation, Framework, Model, Operation, Version, VersionState, now_rfc3339,
-    valid_resource_id,
 };
 use serde_json::Value;
 
 use super::predict::predict_action;
-use super::{body, fields_mask, page, paged};
+use super::{body, fields_mask, page, paged, resource_id};
 use crate::catalog::{default_version, source_dir, version_name, version_out};
 use crate::db::{Kind, Stored};
 use crate::error::{ApiError, PredictError};
@@ -40,14 +39,10 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// The version's id, framework and source directory, or the violations.
 fn check_version(s: &AppState, v: &Version) -> Result<(String, std::path::PathBuf), ApiError> {
-    let id = v.name.rsplit('/').next().unwrap_or_default().to_string();
     let mut violations = Vec::new();
-    if !valid_resource_id(&id) {
-        violations.push(FieldViolation::new(
-            "version.name",
-            format!("'{id}' must start with a letter and hold only letters, digits and underscores (at most 128)"),
-        ));
-    }
+    let id = resource_id(&v.name, "version.name")
+        .map_err(|e| violations.push(e))
+        .unwrap_or_default();
     match v.framework {
         Framework::FrameworkUnspecified | Framework::Mle | Framework::Onnx => {}
         other => violations.push(FieldViolation::new(
