@@ -28,11 +28,12 @@ pub struct BatchSummary {
     pub errors: u64,
 }
 
-/// Expands `*` and `?` in the last component of each path; paths without wildcards must exist.
+/// Expands `*` and `?` in the last component of each local path (URIs are turned into paths
+/// by the caller); paths without wildcards must exist.
 pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>, ServeError> {
     let mut out = Vec::new();
     for p in patterns {
-        let path = PathBuf::from(p.strip_prefix("file://").unwrap_or(p));
+        let path = PathBuf::from(p);
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

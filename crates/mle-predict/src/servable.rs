@@ -223,7 +223,7 @@ impl Servable {
     /// Loads `dir`: an mle export bundle (its `model.onnx` with the manifest's names and
     /// classes) or a directory holding one ONNX model.
     pub fn load(dir: &Path) -> Result<Self, ServeError> {
-        let manifest = if dir.join("mle_model.json").is_file() {
+        let manifest = if dir.join(mle_bundle::MANIFEST).is_file() {
             Some(read_manifest(dir)?)
         } else {
             None

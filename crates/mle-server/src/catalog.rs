@@ -35,7 +35,7 @@ pub fn version_dir(cfg: &Config, project: &str, model: &str, version: &str) -> P
 /// which means its newest timestamped export.
 pub fn source_dir(uri: &str, allow_root: Option<&Path>) -> Result<PathBuf, String> {
     let p = checked(uri, Need::Dir, allow_root)?;
-    let holds_model = p.join("mle_model.json").is_file()
+    let holds_model = p.join(mle_bundle::MANIFEST).is_file()
         || std::fs::read_dir(&p)
             .map(|d| {
                 d.flatten()
@@ -45,18 +45,13 @@ pub fn source_dir(uri: &str, allow_root: Option<&Path>) -> Result<PathBuf, Strin
     if holds_model {
         return Ok(p);
     }
-    let newest = std::fs::read_dir(&p).ok().and_then(|d| {
-        d.flatten()
-            .filter_map(|e| {
-                let ts: u64 = e.file_name().to_str()?.parse().ok()?;
-                Some((ts, e.path()))
-            })
-            .max_by_key(|(ts, _)| *ts)
-            .map(|(_, path)| path)
-    });
-    newest.ok_or_else(|| {
-        format!("'{uri}' holds neither an mle export (mle_model.json) nor an .onnx model")
-    })
+    match mle_bundle::latest(&p) {
+        // The newest export passes the policy too (it could be a link out of the root).
+        Some(newest) => checked(&newest.display().to_string(), Need::Dir, allow_root),
+        None => Err(format!(
+            "'{uri}' holds neither an mle export (mle_model.json) nor an .onnx model"
+        )),
+    }
 }
 
 /// A version as the API returns it (its etag from the row).

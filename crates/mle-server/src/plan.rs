@@ -314,7 +314,11 @@ pub async fn check_prediction(
         v.push(FieldViolation::new(&f("output_path"), e));
     }
     if v.is_empty() && !p.input_paths.is_empty() {
-        let paths = p.input_paths.clone();
+        let paths: Vec<String> = p
+            .input_paths
+            .iter()
+            .map(|x| local(x).display().to_string())
+            .collect();
         let expanded = tokio::task::spawn_blocking(move || mle_predict::expand_inputs(&paths))
             .await
             .map_err(|e| e.to_string())
@@ -356,7 +360,7 @@ pub fn plan_prediction(
         run.0.join("prediction.json").display().to_string(),
         "--".into(),
     ];
-    args.extend(p.input_paths.iter().cloned());
+    args.extend(p.input_paths.iter().map(|x| local(x).display().to_string()));
     JobPlan {
         replicas: vec![ReplicaPlan {
             task: "master-replica-0".into(),
