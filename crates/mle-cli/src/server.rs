@@ -38,6 +38,23 @@ pub struct ServerArgs {
     /// An extra sbatch argument, passed verbatim (repeatable), e.g. `--slurm-sbatch-arg=--account=ml`.
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     slurm_sbatch_arg: Vec<String>,
+    /// Open client connections at once; connections over the cap are closed as they arrive.
+    #[arg(long, default_value = "1024", value_name = "N")]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's headers (and an idle keep-alive
+    /// connection may wait) before it is dropped.
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = positive_secs)]
+    header_timeout: f64,
+    /// Seconds one request may take, body and answer included; slower ones get 408.
+    #[arg(long, default_value = "120", value_name = "SECS", value_parser = positive_secs)]
+    request_timeout: f64,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds in (0, 86400]")),
+    }
 }
 
 /// `mle server --backend`.
@@ -76,7 +93,13 @@ pub fn server(a: ServerArgs) -> Result<i32> {
             ))
         }
     };
+    let limits = mle_server::Limits {
+        max_connections: a.max_connections.max(1),
+        header_timeout: std::time::Duration::from_secs_f64(a.header_timeout),
+        request_timeout: std::time::Duration::from_secs_f64(a.request_timeout),
+    };
     let cfg = mle_server::Config {
+        limits,
         data_dir: data_dir.clone(),
         slots: a.slots.max(1),
         mle_exe,

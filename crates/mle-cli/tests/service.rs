@@ -639,3 +639,88 @@ fn a_malformed_config_file_is_refused_before_anything_is_sent() {
         "flags that are not given do not override the config"
     );
 }
+
+/// A client that never finishes its headers is dropped after `--header-timeout`; connections
+/// over `--max-connections` are closed at once; once they are gone the server answers again.
+#[test]
+fn slow_and_surplus_connections_cannot_hold_the_server() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server_with(
+        dir.path(),
+        &[],
+        2,
+        &[
+            "--header-timeout".as_ref(),
+            "1".as_ref(),
+            "--max-connections".as_ref(),
+            "2".as_ref(),
+        ],
+    );
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let open = || {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        c
+    };
+    let (mut a, mut b) = (open(), open());
+    // Give the server a moment to take both, then a third is over the cap.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "over the cap: closed");
+    // The slow ones are dropped by the header timeout (a read returns end of file or a reset,
+    // not the 20 s read timeout).
+    let t = std::time::Instant::now();
+    for conn in [&mut a, &mut b] {
+        let n = conn.read(&mut buf);
+        assert!(
+            !matches!(&n, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{n:?}"
+        );
+    }
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        t.elapsed()
+    );
+    drop((a, b));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, _) = s.request("GET", "/v1/projects/p/jobs", None);
+    assert_eq!(code, 200);
+}
+
+/// A second server on the same data dir is refused, naming the first.
+#[test]
+fn one_data_dir_one_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = start_server(dir.path(), &[], 2);
+    let mut second = mle()
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while second.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if second.try_wait().unwrap().is_none() {
+        let _ = second.kill();
+        panic!("a second server on the same data dir kept running");
+    }
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another mle server (pid"),
+        "{}",
+        stderr(&out)
+    );
+}

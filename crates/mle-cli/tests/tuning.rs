@@ -477,3 +477,38 @@ fn metrics_come_from_event_files_when_a_trainer_writes_no_hypertune_file() {
         );
     }
 }
+
+#[test]
+fn a_non_finite_metric_fails_its_trial_and_the_job_record_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(&dir.path().join("data"), &[], 2);
+    // Trial 1 reports NaN (hypertune values are strings, and "nan" parses as a float), trial 2
+    // a number.
+    let script = r#"mkdir -p "$(dirname "$CLOUD_ML_HP_METRIC_FILE")"
+if [ "$CLOUD_ML_TRIAL_ID" = 1 ]; then v=nan; else v=0.5; fi
+echo "{\"loss\": \"$v\", \"global_step\": \"1\", \"timestamp\": \"1\"}" > "$CLOUD_ML_HP_METRIC_FILE""#;
+    let job = json!({"jobId": "nan_hp", "labels": {"team": "a"}, "trainingInput": {
+        "masterConfig": {"containerCommand": ["sh", "-c", script]},
+        "hyperparameters": {"goal": "MINIMIZE", "hyperparameterMetricTag": "loss", "maxTrials": 2,
+            "maxParallelTrials": 1, "algorithm": "GRID_SEARCH",
+            "params": [{"parameterName": "x", "type": "INTEGER", "minValue": 1, "maxValue": 2}]}}});
+    let (code, v) = s.request("POST", "/v1/projects/p/jobs", Some(&job.to_string()));
+    assert_eq!(code, 200, "{v}");
+    let job = s.wait_state("nan_hp", &["SUCCEEDED", "FAILED"], 60);
+    assert_eq!(job["state"], "SUCCEEDED", "{job}");
+    let t = trials(&job);
+    let by_id = |id: &str| t.iter().find(|t| t["trialId"] == id).unwrap().clone();
+    let nan = by_id("1");
+    assert_eq!(nan["state"], "FAILED", "{job}");
+    assert!(
+        nan["errorMessage"].as_str().unwrap().contains("non-finite"),
+        "{nan}"
+    );
+    assert_eq!(objective(&by_id("2")), 0.5);
+    // Nothing of the record is lost: the input and labels are still there.
+    assert_eq!(job["labels"]["team"], "a");
+    assert_eq!(job["trainingInput"]["hyperparameters"]["maxTrials"], 2);
+    let (code, list) = s.request("GET", "/v1/projects/p/jobs", None);
+    assert_eq!(code, 200);
+    assert_eq!(list["jobs"][0]["jobId"], "nan_hp");
+}

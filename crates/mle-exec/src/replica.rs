@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use mle_tfconfig::TfConfig;
 
 use crate::plan::write_atomic;
-use crate::supervise::{cancel_flag, exit_text, pump};
+use crate::supervise::{cancel_flag, exit_text, join_pumps, pump};
 use crate::{ExecError, JobPlan, RunDir, stop_groups};
 
 /// How long a primary whose replica died waits for its own SIGTERM before calling it a failure.
@@ -295,9 +295,7 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    for p in pumps {
-        let _ = p.join();
-    }
+    join_pumps(pumps, grace);
     if let Some((state, message)) = outcome {
         run.write_result(state, &message)?;
     }

@@ -31,8 +31,36 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The longest log line kept as one record; a longer line is split into records of this size.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// How long the pumps of a finished run may take to see the end of their streams (a process
+/// that left the replica's process group can hold them open).
+const PUMP_DRAIN: Duration = Duration::from_secs(5);
+
+/// The next line of `r` (without its end of line), at most [`MAX_LINE_BYTES`] of it, decoded
+/// lossily: a trainer's bytes that are not UTF-8 never end its log. `None` at the end.
+fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> Option<String> {
+    use std::io::Read;
+    buf.clear();
+    match r
+        .by_ref()
+        .take(MAX_LINE_BYTES as u64)
+        .read_until(b'\n', buf)
+    {
+        Ok(0) | Err(_) => None,
+        Ok(_) => {
+            while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                buf.pop();
+            }
+            Some(String::from_utf8_lossy(buf).into_owned())
+        }
+    }
+}
+
 /// Copies one output stream of a replica into `log` (its log file, or a Slurm task's standard
-/// output), one JSON object per line.
+/// output), one JSON object per line. It reads to the end whatever happens to the log, so a
+/// replica never blocks or dies on a full pipe.
 pub(crate) fn pump(
     stream: impl std::io::Read + Send + 'static,
     severity: &'static str,
@@ -41,8 +69,9 @@ pub(crate) fn pump(
     log: Arc<Mutex<dyn Write + Send>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(message) = line else { break };
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        while let Some(message) = next_line(&mut reader, &mut buf) {
             let mut rec =
                 json!({"time": now(), "severity": severity, "task": task, "message": message});
             if let Some(t) = &trial {
@@ -74,10 +103,10 @@ pub fn stop_groups(children: &mut [&mut Child], grace: Duration) {
     let signal = |c: &Child, s| {
         let _ = killpg(Pid::from_raw(c.id() as i32), s);
     };
-    for c in children.iter_mut() {
-        if c.try_wait().ok().flatten().is_none() {
-            signal(c, Signal::SIGTERM);
-        }
+    // Every group, also one whose leader has exited: what it left behind (a backgrounded
+    // child) is still in the group.
+    for c in children.iter() {
+        signal(c, Signal::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline
@@ -90,6 +119,18 @@ pub fn stop_groups(children: &mut [&mut Child], grace: Duration) {
     for c in children.iter_mut() {
         signal(c, Signal::SIGKILL);
         let _ = c.wait();
+    }
+}
+
+/// Waits up to `limit` for the pumps to finish; the ones still blocked (a stream held open by a
+/// process outside the replicas' groups) are left behind rather than holding up the result.
+pub(crate) fn join_pumps(pumps: Vec<std::thread::JoinHandle<()>>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline && pumps.iter().any(|p| !p.is_finished()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in pumps.into_iter().filter(|p| p.is_finished()) {
+        let _ = p.join();
     }
 }
 
@@ -176,8 +217,9 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
             let primary = running.last_mut().expect("a plan has a primary");
             if let Some(status) = primary.child.try_wait().ok().flatten() {
                 let task = primary.task.clone();
-                let n = running.len();
-                stop(&mut running[..n - 1]);
+                // The primary's own group too: a child it left (a backgrounded tensorboard)
+                // would keep its output open and the run from ending.
+                stop(&mut running);
                 break if status.success() {
                     Outcome {
                         state: "SUCCEEDED".into(),
@@ -216,11 +258,10 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
             std::thread::sleep(Duration::from_millis(50));
         },
     };
-    for r in running {
-        for p in r.pumps {
-            let _ = p.join();
-        }
-    }
+    join_pumps(
+        running.into_iter().flat_map(|r| r.pumps).collect(),
+        PUMP_DRAIN,
+    );
     run.write_result(&outcome.state, &outcome.message)?;
     Ok(outcome)
 }
@@ -295,6 +336,42 @@ mod tests {
         assert!(msgs.contains(&("master-replica-0".into(), "ERROR".into(), "oops".into())));
         assert!(msgs.contains(&("worker-replica-0".into(), "INFO".into(), "w".into())));
         assert_eq!(logs[0]["trial"], "2");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_and_huge_lines_do_not_end_the_log() {
+        let script = format!(
+            "printf 'caf\\351 ok\\n'; head -c {} /dev/zero | tr '\\0' x; echo; echo after",
+            MAX_LINE_BYTES * 2 + 10
+        );
+        let (_d, o, rd) = run(vec![sh("master-replica-0", &script)], None);
+        assert_eq!(o.state, "SUCCEEDED", "{o:?}");
+        let msgs: Vec<String> = rd
+            .read_logs()
+            .iter()
+            .map(|l| l["message"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(msgs[0], "caf\u{fffd} ok", "{:?}", &msgs[0]);
+        // The long line arrives whole, in records of at most MAX_LINE_BYTES.
+        let xs: usize = msgs
+            .iter()
+            .filter(|m| m.starts_with('x'))
+            .map(String::len)
+            .sum();
+        assert_eq!(xs, MAX_LINE_BYTES * 2 + 10);
+        assert!(msgs.iter().all(|m| m.len() <= MAX_LINE_BYTES));
+        assert_eq!(msgs.last().map(String::as_str), Some("after"));
+    }
+
+    #[test]
+    fn a_child_left_in_the_primarys_group_does_not_hold_up_the_result() {
+        let t = Instant::now();
+        let (_d, o, _) = run(
+            vec![sh("master-replica-0", "sleep 120 & echo started")],
+            None,
+        );
+        assert_eq!(o.state, "SUCCEEDED", "{o:?}");
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -5,13 +5,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::header::CONTENT_TYPE;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use mle_api::ApiStatus;
+use mle_api::{ApiStatus, ErrorEnvelope};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -43,6 +45,45 @@ async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Re
         )
         .into_response()
     }
+}
+
+/// Client errors that axum itself answers in plain text (a path or query that does not
+/// decode, a method the route lacks) get the Google envelope like every other error, with
+/// their own status code.
+async fn envelope_rejections(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || json {
+        return resp;
+    }
+    let bytes = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let kind = match status.as_u16() {
+        401 => ApiStatus::Unauthenticated,
+        403 => ApiStatus::PermissionDenied,
+        404 => ApiStatus::NotFound,
+        409 => ApiStatus::AlreadyExists,
+        413 | 429 => ApiStatus::ResourceExhausted,
+        _ => ApiStatus::InvalidArgument,
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_string()
+    } else {
+        text
+    };
+    let mut envelope = ErrorEnvelope::new(kind, message);
+    envelope.error.code = status.as_u16();
+    (status, Json(envelope)).into_response()
 }
 
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
@@ -94,5 +135,6 @@ pub fn app(state: Arc<AppState>, token: String) -> Router {
         .merge(routes::predict::health_router())
         .merge(api)
         .fallback(|| async { ApiError::Status(ApiStatus::NotFound, "no such route".into()) })
+        .layer(middleware::from_fn(envelope_rejections))
         .layer(middleware::from_fn(count_requests))
 }

@@ -1,6 +1,29 @@
 //! Server-wide settings: what `mle server`'s flags decide.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// What one client may hold of the server's socket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Open connections at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (also an idle keep-alive
+    /// connection's wait for the next request).
+    pub header_timeout: Duration,
+    /// How long one request may take, body and answer included (408 after that).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
 
 /// Server-wide settings.
 #[derive(Debug, Clone)]
@@ -17,6 +40,8 @@ pub struct Config {
     pub allow_root: Option<PathBuf>,
     /// Where jobs run: supervised on this machine, or as Slurm jobs.
     pub backend: mle_exec::Backend,
+    /// Connection limits and timeouts.
+    pub limits: Limits,
 }
 
 impl Config {

@@ -16,6 +16,7 @@ mod config;
 mod db;
 mod error;
 mod lifecycle;
+mod listen;
 pub mod openapi;
 mod operations;
 mod paths;
@@ -27,7 +28,7 @@ mod state;
 mod tuning;
 
 pub use app::app;
-pub use config::Config;
+pub use config::{Config, Limits};
 pub use error::ApiError;
 pub use plan::{plan_training, replica_counts, slots_needed};
 pub use state::AppState;
@@ -37,22 +38,107 @@ use std::path::Path;
 use mle_store::Store;
 
 /// Reads `<data-dir>/token`, creating it (mode 0600, 32 random bytes as hex) on first start.
+/// It is written whole or not at all (a temporary file renamed into place), and an empty
+/// token file — which no request could match — is replaced.
 pub fn token(data_dir: &Path) -> std::io::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join("token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && !t.trim().is_empty()
+    {
         return Ok(t.trim().to_string());
     }
     let bytes: [u8; 32] = rand::random();
     let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = data_dir.join(format!(".token.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)?;
+        .open(&tmp)?;
     f.write_all(t.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
     Ok(t)
+}
+
+/// The data dir, created if needed and made private (mode 0700: it holds the token, the
+/// database and every job's logs), and locked for this server: a second server on the same
+/// data dir would launch the same jobs, so it is refused, naming the holder. The lock lives
+/// as long as the returned file.
+pub fn claim_data_dir(data_dir: &Path, listen: &str) -> Result<std::fs::File, ServerError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let io = |what: &str, e: std::io::Error| {
+        ServerError::Io(format!("{what} {}: {e}", data_dir.display()))
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| io("cannot create", e))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io("cannot make private", e))?;
+    let path = data_dir.join("server.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io("cannot open the lock file in", e))?;
+    if f.try_lock().is_err() {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(ServerError::Io(format!(
+            "another mle server ({}) is using the data dir {}; stop it or choose another --data-dir",
+            holder.trim(),
+            data_dir.display()
+        )));
+    }
+    let _ = f.set_len(0);
+    let _ = write!(f, "pid {} listening on {listen}", std::process::id());
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_private_reused_and_never_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let t = token(dir.path()).unwrap();
+        assert_eq!(t.len(), 64);
+        let mode = std::fs::metadata(dir.path().join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(token(dir.path()).unwrap(), t);
+        // A token file left empty (by a crash of an older version) is replaced.
+        std::fs::write(dir.path().join("token"), "\n").unwrap();
+        let fresh = token(dir.path()).unwrap();
+        assert_eq!(fresh.len(), 64);
+        assert_ne!(fresh, t);
+    }
+
+    #[test]
+    fn a_data_dir_is_private_and_held_by_one_server() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let held = claim_data_dir(&data, "127.0.0.1:1").unwrap();
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let e = claim_data_dir(&data, "127.0.0.1:2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("another mle server") && e.contains("127.0.0.1:1"),
+            "{e}"
+        );
+        drop(held);
+        claim_data_dir(&data, "127.0.0.1:3").unwrap();
+    }
 }
 
 /// Errors starting the server.
@@ -71,8 +157,7 @@ pub enum ServerError {
 
 /// Opens the store, starts the scheduler and serves on `listen`; prints the bound address.
 pub async fn run(listen: &str, cfg: Config, database: Option<&str>) -> Result<(), ServerError> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| ServerError::Io(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
+    let _lock = claim_data_dir(&cfg.data_dir, listen)?;
     let store = match database {
         Some(url) => Store::open(url).await?,
         None => Store::open_dir(&cfg.data_dir).await?,
@@ -88,8 +173,18 @@ pub async fn run(listen: &str, cfg: Config, database: Option<&str>) -> Result<()
     let addr = listener
         .local_addr()
         .map_err(|e| ServerError::Io(e.to_string()))?;
+    let files = listen::raise_open_files_limit();
+    let limits = state.cfg.limits;
     println!("mle server listening on http://{addr}");
-    axum::serve(listener, app(state, token))
+    if let Some(n) = files {
+        eprintln!(
+            "at most {} connections (open files limit {n}); headers within {} s, requests within {} s",
+            limits.max_connections,
+            limits.header_timeout.as_secs_f64(),
+            limits.request_timeout.as_secs_f64()
+        );
+    }
+    listen::serve(listener, app(state, token), limits)
         .await
         .map_err(|e| ServerError::Io(e.to_string()))
 }

@@ -22,17 +22,18 @@ pub fn checked(uri: &str, need: Need, allow_root: Option<&Path>) -> Result<PathB
     if !path.is_absolute() {
         return Err(format!("'{uri}' must be an absolute path"));
     }
-    match need {
-        Need::File if !path.is_file() => return Err(format!("'{uri}' does not exist")),
-        Need::Dir if !path.is_dir() => return Err(format!("'{uri}' is not a directory")),
-        _ => {}
-    }
+    // The root first: what exists outside it is none of the client's business (no oracle).
     if let Some(root) = allow_root
         && !inside(root, &path)
     {
         return Err(format!(
             "'{uri}' is outside the directory this server may use"
         ));
+    }
+    match need {
+        Need::File if !path.is_file() => return Err(format!("'{uri}' does not exist")),
+        Need::Dir if !path.is_dir() => return Err(format!("'{uri}' is not a directory")),
+        _ => {}
     }
     Ok(path)
 }
@@ -130,5 +131,11 @@ mod tests {
                 .contains("outside")
         );
         assert!(checked("/etc", Need::Dir, None).is_ok());
+        // Outside the root, whether a path exists is not told.
+        let (a, b) = (
+            checked("/etc/passwd", Need::File, r).unwrap_err(),
+            checked("/etc/no-such-file", Need::File, r).unwrap_err(),
+        );
+        assert!(a.contains("outside") && b.contains("outside"), "{a} / {b}");
     }
 }

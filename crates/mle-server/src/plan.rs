@@ -30,13 +30,32 @@ pub fn replica_counts(t: &TrainingInput) -> (usize, usize, usize) {
     }
 }
 
-/// Slots a job takes while it runs: its replicas, times `maxParallelTrials` for tuning jobs.
+/// Slots a job takes while it runs: its replicas, times `maxParallelTrials` for tuning jobs
+/// (saturating: counts near `i64::MAX` must not wrap around to a small number).
 pub fn slots_needed(job: &Job) -> usize {
     job.training_input.as_ref().map_or(1, |t| {
         let (w, p, e) = replica_counts(t);
         let parallel = t.hyperparameters.as_ref().map_or(1, |h| h.parallel());
-        (1 + w + p + e).saturating_mul(parallel)
+        1usize
+            .saturating_add(w)
+            .saturating_add(p)
+            .saturating_add(e)
+            .saturating_mul(parallel)
     })
+}
+
+/// The count field that alone asks for more than `slots` replicas, if one does.
+pub fn oversized_count(t: &TrainingInput, slots: usize) -> Option<&'static str> {
+    let (w, p, e) = replica_counts(t);
+    [
+        ("job.training_input.worker_count", w),
+        ("job.training_input.parameter_server_count", p),
+        ("job.training_input.evaluator_count", e),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n >= slots)
+    .max_by_key(|(_, n)| *n)
+    .map(|(f, _)| f)
 }
 
 /// What each replica (each Slurm task) of a training job asks for: the largest of the machine
@@ -416,6 +435,7 @@ mod tests {
             backend: mle_exec::Backend::Local {
                 mle_exe: "/bin/mle".into(),
             },
+            limits: Default::default(),
         };
         let plan = plan_training(&job, &RunDir("/tmp/run".into()), &cfg, None).unwrap();
         let tasks: Vec<&str> = plan.replicas.iter().map(|r| r.task.as_str()).collect();

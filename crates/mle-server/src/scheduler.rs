@@ -344,6 +344,7 @@ async fn install_packages(python: &str, uris: &[String], target: &Path) -> Resul
                 "--target",
             ])
             .arg(target)
+            .arg("--")
             .arg(local(uri))
             .output()
             .await

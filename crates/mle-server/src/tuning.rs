@@ -319,8 +319,22 @@ impl Studies {
                 return;
             }
         }
-        if result.is_some() || self.metrics_due(step.project, &step.job.job_id, &trial.trial_id) {
-            step.read_metrics(trial, &tr, result.is_some());
+        if (result.is_some() || self.metrics_due(step.project, &step.job.job_id, &trial.trial_id))
+            && let Err(why) = step.read_metrics(trial, &tr, result.is_some())
+        {
+            // CMLE treats such a trial as infeasible; the value itself is never stored (JSON
+            // has no NaN, and the job's record must stay readable).
+            trial.state = JobState::Failed;
+            trial.error_message = why;
+            trial.end_time = now_rfc3339();
+            tr.service_log(
+                Some(&trial.trial_id),
+                &format!("trial {} failed: {}", trial.trial_id, trial.error_message),
+            );
+            if result.is_none() {
+                step.cfg.backend.cancel(&tr);
+            }
+            return;
         }
         if let Some(o) = result {
             step.finish_trial(trial, &tr, &o);
@@ -394,10 +408,22 @@ impl Step<'_> {
             .launch(&tr, &name, &job_resources(self.job))
     }
 
-    /// Reads a trial's reports into `allMetrics` and `finalMetric`.
-    fn read_metrics(&self, trial: &mut HyperparameterOutput, tr: &RunDir, ended: bool) {
+    /// Reads a trial's reports into `allMetrics` and `finalMetric`; a non-finite value is an
+    /// error naming it.
+    fn read_metrics(
+        &self,
+        trial: &mut HyperparameterOutput,
+        tr: &RunDir,
+        ended: bool,
+    ) -> Result<(), String> {
         let output = self.out_root.as_ref().map(|r| r.join(&trial.trial_id));
         let reports = read_reports(tr, output.as_ref(), &self.tag);
+        if let Some(bad) = reports.iter().find(|r| !r.value.is_finite()) {
+            return Err(format!(
+                "the trial reported a non-finite value of '{}' ({}) at step {}",
+                self.tag, bad.value, bad.step
+            ));
+        }
         // A half-rewritten hypertune file can read short; keep the longer history until the
         // trial has ended.
         if ended || reports.len() >= trial.all_metrics.len() {
@@ -410,6 +436,7 @@ impl Step<'_> {
                 .collect();
             trial.final_metric = trial.all_metrics.last().copied();
         }
+        Ok(())
     }
 
     /// A trial's state from its supervisor's result.

@@ -31,6 +31,7 @@ async fn new_app(allow_root: bool) -> App {
         backend: mle_exec::Backend::Local {
             mle_exe: "/bin/false".into(),
         },
+        limits: Default::default(),
     };
     let state = AppState::new(store, cfg);
     App {
@@ -158,6 +159,14 @@ async fn bad_job_requests_are_400s_naming_the_field_and_nothing_is_stored() {
         (code, violation_field(&v)),
         (StatusCode::BAD_REQUEST, "filter".into())
     );
+    // Counts whose sum wraps around in unchecked arithmetic (2 × (2^63 − 1) + 1 + 1 = 2^64).
+    let huge = json!({"jobId": "huge", "trainingInput": {"scaleTier": "CUSTOM", "masterType": "standard",
+        "workerType": "standard", "parameterServerType": "standard", "evaluatorType": "standard",
+        "workerCount": "9223372036854775807", "parameterServerCount": "9223372036854775807",
+        "evaluatorCount": "1", "masterConfig": {"containerCommand": ["true"]}}});
+    let (code, v) = a.call("POST", jobs, Some(huge)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert!(violation_field(&v).ends_with("_count"), "{v}");
     let (_, list) = a.call("GET", jobs, None).await;
     assert_eq!(list, json!({"jobs": []}), "nothing half-created");
 }
@@ -273,4 +282,24 @@ async fn serving_routes_refuse_bad_input_without_a_500() {
         v["error"].as_str().unwrap().contains("malformed JSON"),
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn requests_axum_rejects_get_the_error_envelope_too() {
+    let a = new_app(false).await;
+    for (method, uri, code) in [
+        ("GET", "/v1/projects/%ff%fe/jobs", StatusCode::BAD_REQUEST),
+        (
+            "GET",
+            "/v1/projects/p/jobs?pageSize=%ff",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("PUT", "/v1/projects/p/jobs", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let (got, v) = a.call(method, uri, None).await;
+        assert_eq!(got, code, "{method} {uri}: {v}");
+        assert_eq!(v["error"]["code"], code.as_u16(), "{method} {uri}: {v}");
+        assert!(v["error"]["status"].is_string(), "{method} {uri}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty(), "{v}");
+    }
 }

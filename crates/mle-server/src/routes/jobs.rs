@@ -17,7 +17,7 @@ use super::{body, invalid, page, paged, valid_project};
 use crate::db::DbError;
 use crate::error::ApiError;
 use crate::paths::{Need, checked};
-use crate::plan::{check_prediction, is_tuning, slots_needed};
+use crate::plan::{check_prediction, is_tuning, oversized_count, slots_needed};
 use crate::state::AppState;
 
 /// Collection of a project's jobs.
@@ -47,7 +47,11 @@ fn check_slots(s: &AppState, job: &Job) -> Option<FieldViolation> {
             " (replicas per trial × maxParallelTrials)",
         )
     } else {
-        ("job.training_input.scale_tier", "")
+        let named = job
+            .training_input
+            .as_ref()
+            .and_then(|t| oversized_count(t, s.cfg.slots));
+        (named.unwrap_or("job.training_input.scale_tier"), "")
     };
     Some(FieldViolation::new(
         field,
