@@ -724,3 +724,54 @@ fn one_data_dir_one_server() {
         stderr(&out)
     );
 }
+
+/// A cancel while the job's packages install stops pip (and what it started) at once.
+#[test]
+fn a_cancel_while_packages_install_stops_pip() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("slowpkg-1");
+    std::fs::create_dir_all(&src).unwrap();
+    let marker = format!("slow-build-{}", std::process::id());
+    std::fs::write(
+        src.join("setup.py"),
+        format!("import time  # {marker}\ntime.sleep(120)\nfrom setuptools import setup\nsetup(name='slowpkg', version='1')\n"),
+    )
+    .unwrap();
+    let tarball = dir.path().join("slowpkg-1.tar.gz");
+    let ok = Command::new("tar")
+        .arg("czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir.path())
+        .arg("slowpkg-1")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let py = test_python();
+    let s = start_server(
+        &dir.path().join("data"),
+        &[("MLE_PYTHON", py.to_str().unwrap())],
+        2,
+    );
+    let job = json!({"jobId": "slow_pip", "trainingInput": {"pythonModule": "slowpkg.task",
+        "packageUris": [tarball]}});
+    let (code, v) = s.request("POST", "/v1/projects/p/jobs", Some(&job.to_string()));
+    assert_eq!(code, 200, "{v}");
+    let t = Instant::now();
+    while pids_with(tarball.to_str().unwrap()).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "pip never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, v) = s.request("POST", "/v1/projects/p/jobs/slow_pip:cancel", Some("{}"));
+    assert_eq!(code, 200, "{v}");
+    let job = s.wait_state("slow_pip", &["CANCELLED", "FAILED", "SUCCEEDED"], 20);
+    assert_eq!(job["state"], "CANCELLED", "{job}");
+    let t = Instant::now();
+    while !pids_with(tarball.to_str().unwrap()).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "pip is still running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

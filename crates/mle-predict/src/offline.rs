@@ -46,17 +46,21 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>, ServeError> {
             continue;
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut matched: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| ServeError::BadInput(format!("input '{p}': {e}")))?
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_str()
-                    .is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes()))
-            })
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
+        let matcher =
+            wildcard(&name).map_err(|e| ServeError::BadInput(format!("input '{p}': {e}")))?;
+        let mut matched = Vec::new();
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| ServeError::BadInput(format!("input '{p}': {e}")))?;
+        for (i, e) in entries.flatten().enumerate() {
+            if i >= MAX_DIR_ENTRIES {
+                return Err(ServeError::BadInput(format!(
+                    "input '{p}': its directory holds more than {MAX_DIR_ENTRIES} entries"
+                )));
+            }
+            if e.file_name().to_str().is_some_and(|n| matcher.is_match(n)) && e.path().is_file() {
+                matched.push(e.path());
+            }
+        }
         if matched.is_empty() {
             return Err(ServeError::BadInput(format!("no file matches '{p}'")));
         }
@@ -66,15 +70,38 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>, ServeError> {
     Ok(out)
 }
 
-/// `*` (any run) and `?` (any one byte) matching.
-fn wildcard(pat: &[u8], s: &[u8]) -> bool {
-    match (pat.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => wildcard(&pat[1..], s) || (!s.is_empty() && wildcard(pat, &s[1..])),
-        (Some(b'?'), Some(_)) => wildcard(&pat[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => wildcard(&pat[1..], &s[1..]),
-        _ => false,
+/// Entries of one input directory read at most while matching a pattern.
+pub const MAX_DIR_ENTRIES: usize = 100_000;
+/// The longest file-name pattern accepted.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+
+/// A matcher for a file-name pattern with `*` (any run) and `?` (any one character), every
+/// other character literal. It is compiled to an automaton (`globset`), so matching is linear
+/// in the name whatever the pattern: no backtracking.
+fn wildcard(pattern: &str) -> Result<globset::GlobMatcher, String> {
+    if pattern.len() > MAX_PATTERN_BYTES {
+        return Err(format!(
+            "the pattern is longer than {MAX_PATTERN_BYTES} bytes"
+        ));
     }
+    // Only `*` and `?` are special: escape what globset would read as a class or alternation.
+    let mut escaped = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        match c {
+            '[' | ']' | '{' | '}' | '\\' => {
+                escaped.push('[');
+                escaped.push(c);
+                escaped.push(']');
+            }
+            c => escaped.push(c),
+        }
+    }
+    globset::GlobBuilder::new(&escaped)
+        .literal_separator(true)
+        .backslash_escape(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_line(line: &str, format: LineFormat, names: &[String]) -> Result<Vec<f32>, String> {
@@ -185,13 +212,35 @@ pub fn predict_files(
 mod tests {
     use super::*;
 
+    /// Whether the file-name pattern `pat` matches the name `s`.
+    fn matches(pat: &[u8], s: &[u8]) -> bool {
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        wildcard(&text(pat)).unwrap().is_match(text(s))
+    }
+
     #[test]
     fn wildcards_match_like_a_shell() {
+        let wildcard = matches;
         assert!(wildcard(b"*.csv", b"a.csv"));
         assert!(wildcard(b"part-?", b"part-1"));
         assert!(!wildcard(b"part-?", b"part-12"));
         assert!(wildcard(b"*", b""));
         assert!(!wildcard(b"*.csv", b"a.json"));
+        // Only * and ? are special; brackets and braces are literal.
+        assert!(wildcard(b"[a]{b}*", b"[a]{b}.csv"));
+        assert!(!wildcard(b"[a]*", b"a.csv"));
+    }
+
+    #[test]
+    fn a_pattern_of_many_stars_is_matched_without_backtracking() {
+        // 40 stars against a 200-character name that almost matches: with backtracking this
+        // takes exponential time; the automaton answers at once.
+        let pattern = format!("{}b", "*a".repeat(40));
+        let name = "a".repeat(200);
+        assert!(!matches(pattern.as_bytes(), name.as_bytes()));
+        assert!(matches(pattern.as_bytes(), format!("{name}b").as_bytes()));
+        let long = "*".repeat(MAX_PATTERN_BYTES + 1);
+        assert!(wildcard(&long).unwrap_err().contains("longer than"));
     }
 
     #[test]

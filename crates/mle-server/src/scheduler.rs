@@ -249,7 +249,8 @@ impl Scheduler {
         if let Some(t) = &job.training_input
             && !t.python_module.is_empty()
         {
-            install_packages(&self.cfg.python, &t.package_uris, &run.0.join("packages")).await?;
+            self.install_packages(project, job_id, &t.package_uris, &run.0.join("packages"))
+                .await?;
         }
         let tuning = is_tuning(&job);
         if let Some(p) = &job.prediction_input {
@@ -318,6 +319,108 @@ impl Scheduler {
     }
 }
 
+/// How long installing one package may take.
+const PIP_TIMEOUT: Duration = Duration::from_secs(900);
+
+impl Scheduler {
+    /// `pip install --no-deps --target DIR` of each package (checked when the job was
+    /// accepted). pip is killed when the job is cancelled meanwhile or when it takes longer
+    /// than [`PIP_TIMEOUT`].
+    async fn install_packages(
+        &self,
+        project: &str,
+        job_id: &str,
+        uris: &[String],
+        target: &Path,
+    ) -> Result<(), String> {
+        let python = &self.cfg.python;
+        for uri in uris {
+            let mut child = tokio::process::Command::new(python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                    "--target",
+                ])
+                .arg(target)
+                .arg("--")
+                .arg(local(uri))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                // Its own group: a build step pip starts goes with it when it is killed.
+                .process_group(0)
+                .spawn()
+                .map_err(|e| format!("cannot run {python} -m pip: {e}"))?;
+            let mut stderr = child.stderr.take();
+            let errors = tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut text = Vec::new();
+                if let Some(s) = stderr.as_mut() {
+                    // The tail is what matters; a flood is cut at 1 MiB.
+                    let _ = s.take(1 << 20).read_to_end(&mut text).await;
+                }
+                String::from_utf8_lossy(&text).into_owned()
+            });
+            let started = std::time::Instant::now();
+            let status = loop {
+                match tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
+                    Ok(status) => break status.map_err(|e| format!("waiting for pip: {e}"))?,
+                    Err(_) => {
+                        let cancelled = self
+                            .db
+                            .job(project, job_id)
+                            .await
+                            .is_ok_and(|j| j.state == JobState::Cancelling);
+                        if cancelled {
+                            kill_group(&mut child).await;
+                            return Err("Job cancelled by user request".into());
+                        }
+                        if started.elapsed() > PIP_TIMEOUT {
+                            kill_group(&mut child).await;
+                            return Err(format!(
+                                "installing package {uri} took longer than {} s",
+                                PIP_TIMEOUT.as_secs()
+                            ));
+                        }
+                    }
+                }
+            };
+            if !status.success() {
+                let err = errors.await.unwrap_or_default();
+                let tail: Vec<&str> = err
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return Err(format!(
+                    "installing package {uri} failed: {}",
+                    tail.join(" | ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SIGKILL to a child's process group (it leads one), then reaps it.
+async fn kill_group(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill().await;
+}
+
 /// Runs `f`, a blocking call into the execution engine, without stalling the async runtime's
 /// other tasks (`block_in_place` hands this worker's queue to another thread first). Outside
 /// a multi-threaded runtime it simply runs `f`.
@@ -328,42 +431,4 @@ fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
-}
-
-/// `pip install --no-deps --target DIR` of each package (checked when the job was accepted).
-async fn install_packages(python: &str, uris: &[String], target: &Path) -> Result<(), String> {
-    for uri in uris {
-        let out = tokio::process::Command::new(python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "--target",
-            ])
-            .arg(target)
-            .arg("--")
-            .arg(local(uri))
-            .output()
-            .await
-            .map_err(|e| format!("cannot run {python} -m pip: {e}"))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = err
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            return Err(format!(
-                "installing package {uri} failed: {}",
-                tail.join(" | ")
-            ));
-        }
-    }
-    Ok(())
 }

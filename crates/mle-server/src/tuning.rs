@@ -534,7 +534,16 @@ impl Step<'_> {
                 })
                 .filter_map(|t| to_point(space, &t.hyperparameters))
                 .collect();
-            match self.tuner.propose(&completed, &pending, wanted) {
+            // A GP fit is cubic in the trials: off the async runtime, which serves the API.
+            let tuner = self.tuner.clone();
+            let proposed = tokio::task::spawn_blocking(move || {
+                tuner
+                    .propose(&completed, &pending, wanted)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the proposal task failed: {e}")));
+            match proposed {
                 Ok(points) => {
                     exhausted = points.len() < wanted;
                     for (i, p) in points.iter().enumerate() {
