@@ -375,41 +375,42 @@ fn submit_prediction(c: &Client, a: SubmitPrediction) -> Result<(String, bool)> 
     Ok((a.job, a.stream_logs))
 }
 
-/// gcloud's stream-logs lines: severity, timestamp, task (and trial), message.
-pub(crate) fn stream_logs(client: &Client, job: &str) -> Result<i32> {
-    let mut seen = 0usize;
+/// gcloud's stream-logs line: severity, timestamp, task (and trial), message.
+fn print_entry(e: &Value) {
+    let trial = e["trial"]
+        .as_str()
+        .map(|t| format!(" trial {t}"))
+        .unwrap_or_default();
+    println!(
+        "{}\t{}\t{}{}\t{}",
+        e["severity"].as_str().unwrap_or("INFO"),
+        format_time(e["time"].as_f64().unwrap_or(0.0)),
+        e["task"].as_str().unwrap_or(""),
+        trial,
+        e["message"].as_str().unwrap_or("")
+    );
+}
+
+/// Prints the job's logs until it ends (every line once: the server's page tokens carry on
+/// where the last page ended); the exit code is 0 only if it SUCCEEDED.
+pub fn stream_logs(client: &Client, job: &str) -> Result<i32> {
+    let mut token = String::new();
+    let next_page = |token: &mut String| -> Result<usize> {
+        let logs = client.get(&format!("jobs/{job}/logs?pageToken={token}"))?;
+        let entries = logs["entries"].as_array().cloned().unwrap_or_default();
+        entries.iter().for_each(print_entry);
+        if let Some(t) = logs["nextPageToken"].as_str() {
+            *token = t.to_string();
+        }
+        Ok(entries.len())
+    };
     loop {
         let state = client.get(&format!("jobs/{job}"))?;
-        let logs = client.get(&format!("jobs/{job}/logs?skip={seen}"))?;
-        for e in logs["entries"].as_array().cloned().unwrap_or_default() {
-            seen += 1;
-            let secs = e["time"].as_f64().unwrap_or(0.0);
-            let trial = e["trial"]
-                .as_str()
-                .map(|t| format!(" trial {t}"))
-                .unwrap_or_default();
-            println!(
-                "{}\t{}\t{}{}\t{}",
-                e["severity"].as_str().unwrap_or("INFO"),
-                format_time(secs),
-                e["task"].as_str().unwrap_or(""),
-                trial,
-                e["message"].as_str().unwrap_or("")
-            );
-        }
+        while next_page(&mut token)? > 0 {}
         let s = state["state"].as_str().unwrap_or("");
         if matches!(s, "SUCCEEDED" | "FAILED" | "CANCELLED") {
-            // One more read: lines written just before the end.
-            let logs = client.get(&format!("jobs/{job}/logs?skip={seen}"))?;
-            for e in logs["entries"].as_array().cloned().unwrap_or_default() {
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    e["severity"].as_str().unwrap_or("INFO"),
-                    format_time(e["time"].as_f64().unwrap_or(0.0)),
-                    e["task"].as_str().unwrap_or(""),
-                    e["message"].as_str().unwrap_or("")
-                );
-            }
+            // Lines written just before the end.
+            while next_page(&mut token)? > 0 {}
             let msg = state["errorMessage"].as_str().unwrap_or("");
             eprintln!(
                 "state: {s}{}",

@@ -775,3 +775,46 @@ fn a_cancel_while_packages_install_stops_pip() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `stream-logs` follows two replicas that print while it reads: every line arrives exactly
+/// once (page tokens carry per-file offsets; an offset into a merge of growing files would
+/// skip and repeat lines).
+#[test]
+fn stream_logs_sees_every_line_of_growing_logs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 4);
+    let burst = "for j in $(seq 1 30); do seq 1 400 | sed \"s/^/$j-/\"; sleep 0.1; done";
+    // The master ends only once the worker has printed everything (no race on a slow machine).
+    let done = dir.path().join("worker-done");
+    let script = format!(
+        "{burst}; case \"$TF_CONFIG\" in *'\"type\": \"master\"'*|*'\"type\":\"master\"'*) while [ ! -e '{d}' ]; do sleep 0.05; done;; *) touch '{d}'; sleep 60;; esac",
+        d = done.display()
+    );
+    let job = json!({"jobId": "chatty", "trainingInput": {"scaleTier": "CUSTOM", "masterType": "standard",
+        "workerType": "standard", "workerCount": "1",
+        "masterConfig": {"containerCommand": ["sh", "-c", script]}}});
+    let (code, v) = s.request("POST", "/v1/projects/default/jobs", Some(&job.to_string()));
+    assert_eq!(code, 200, "{v}");
+    let out = s
+        .cli()
+        .args(["jobs", "stream-logs", "chatty"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut counts = std::collections::HashMap::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() == 4 && cols[3].contains('-') && cols[2].ends_with("-replica-0") {
+            *counts
+                .entry((cols[2].to_string(), cols[3].to_string()))
+                .or_insert(0) += 1;
+        }
+    }
+    for task in ["master-replica-0", "worker-replica-0"] {
+        let n = counts.keys().filter(|(t, _)| t == task).count();
+        assert_eq!(n, 30 * 400, "{task}: {n} distinct lines");
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    assert!(repeated.is_empty(), "repeated: {repeated:?}");
+}

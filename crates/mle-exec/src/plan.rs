@@ -202,62 +202,6 @@ impl RunDir {
             .is_some_and(|r| r.trim_start().starts_with('Z'));
         (!zombie && String::from_utf8_lossy(&cmdline).contains("exec-supervise")).then_some(pid)
     }
-
-    /// Every log line of every task, the tuning trials' included, ordered by time (callers
-    /// page with an offset).
-    pub fn read_logs(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut dirs = vec![self.logs()];
-        if let Ok(trials) = std::fs::read_dir(self.0.join("trials")) {
-            dirs.extend(trials.flatten().map(|t| t.path().join("logs")));
-        }
-        for dir in dirs {
-            let Ok(dir) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            for e in dir.flatten() {
-                let Ok(text) = std::fs::read_to_string(e.path()) else {
-                    continue;
-                };
-                // Lines that are not ours (Slurm's own messages in its output files) keep
-                // their file's name as the task and its modification time.
-                let task = e
-                    .path()
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let mtime = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0.0, |d| d.as_secs_f64());
-                // Only whole lines: the last one may still be being written.
-                let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-                out.extend(whole.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| {
-                    match serde_json::from_str::<Value>(l) {
-                        Ok(v) if v.is_object() => Some(v),
-                        _ if l.starts_with('{') => None,
-                        _ => {
-                            let severity = if l.to_ascii_lowercase().contains("error") {
-                                "ERROR"
-                            } else {
-                                "INFO"
-                            };
-                            Some(json!({"time": mtime, "severity": severity, "task": task, "message": l}))
-                        }
-                    }
-                }));
-            }
-        }
-        out.sort_by(|a, b| {
-            a["time"]
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&b["time"].as_f64().unwrap_or(0.0))
-        });
-        out
-    }
 }
 
 #[cfg(test)]

@@ -318,7 +318,7 @@ mod tests {
             None,
         );
         assert_eq!(o.state, "SUCCEEDED");
-        let logs = rd.read_logs();
+        let logs = crate::logs::read_all(&rd);
         let msgs: Vec<(String, String, String)> = logs
             .iter()
             .map(|l| {
@@ -346,8 +346,7 @@ mod tests {
         );
         let (_d, o, rd) = run(vec![sh("master-replica-0", &script)], None);
         assert_eq!(o.state, "SUCCEEDED", "{o:?}");
-        let msgs: Vec<String> = rd
-            .read_logs()
+        let msgs: Vec<String> = crate::logs::read_all(&rd)
             .iter()
             .map(|l| l["message"].as_str().unwrap().to_string())
             .collect();

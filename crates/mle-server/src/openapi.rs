@@ -320,10 +320,11 @@ pub fn spec() -> Value {
                           "responses": {"200": ok(job_ref.clone()), "400": err("bad mask or labels"), "404": err("no such job")}},
             },
             JOB_LOGS: {
-                "parameters": [project, {"name": "job", "in": "path", "required": true, "schema": {"type": "string"}}, q("skip", "integer", "lines already read")],
-                "get": {"summary": "Log lines of every replica, in time order (mle extension)",
+                "parameters": [project, {"name": "job", "in": "path", "required": true, "schema": {"type": "string"}}, q("pageToken", "string", "where the previous page ended (its nextPageToken); every line is returned once")],
+                "get": {"summary": "The next log lines of every replica, in time order, at most about 1 MiB a page (mle extension)",
                         "responses": {"200": ok(json!({"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
-                            "time": {"type": "number"}, "severity": {"type": "string"}, "task": {"type": "string"}, "trial": {"type": "string"}, "message": {"type": "string"}}}}}}))}},
+                            "time": {"type": "number"}, "severity": {"type": "string"}, "task": {"type": "string"}, "trial": {"type": "string"}, "message": {"type": "string"}}}},
+                            "nextPageToken": {"type": "string"}}}))}},
             },
         },
     });

@@ -10,6 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use mle_api::{ApiStatus, FieldViolation, Job, JobState, now_rfc3339, valid_job_id, validate_job};
+use mle_exec::logs::{self, Cursor};
 use mle_store::JobFilter;
 use serde_json::{Value, json};
 
@@ -26,6 +27,9 @@ pub const JOBS: &str = "/v1/projects/{project}/jobs";
 pub const JOB: &str = "/v1/projects/{project}/jobs/{job}";
 /// A job's log lines.
 pub const JOB_LOGS: &str = "/v1/projects/{project}/jobs/{job}/logs";
+
+/// Log bytes one request reads at most (whole lines; the next page carries on).
+const LOG_PAGE_BYTES: usize = 1 << 20;
 
 /// The jobs routes.
 pub fn router() -> Router<Arc<AppState>> {
@@ -243,11 +247,16 @@ async fn logs(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     s.db.job(&project, &job_id).await?;
-    let skip = q
-        .get("skip")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let all = s.cfg.run_dir(&project, &job_id).read_logs();
-    let entries: Vec<Value> = all.into_iter().skip(skip).collect();
-    Ok(Json(json!({"entries": entries})))
+    let cursor = match q.get("pageToken") {
+        None => Cursor::default(),
+        Some(t) => Cursor::parse(t).ok_or_else(|| invalid("page_token", "invalid page token"))?,
+    };
+    let run = s.cfg.run_dir(&project, &job_id);
+    // File reads: off the async runtime.
+    let page = tokio::task::spawn_blocking(move || logs::read_page(&run, &cursor, LOG_PAGE_BYTES))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(
+        json!({"entries": page.entries, "nextPageToken": page.next.token()}),
+    ))
 }
