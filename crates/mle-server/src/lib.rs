@@ -5,7 +5,7 @@
 //!
 //! The rooms, from the bottom: `config`, `paths` (the path policy), `db` (the typed store),
 //! `lifecycle` (job state transitions), `catalog` (model and version lookups), `operations`,
-//! `plan` (what a job runs), `serving` (warm versions), `tuning` (studies), `scheduler` (the
+//! `plan` (what a job runs), `serving` (warm versions), `trials` and `tuning` (studies), `scheduler` (the
 //! loop), `state` (what handlers share), `routes/` (one file per resource), `app` (the HTTP
 //! app). Tests and other crates build the app with [`app`] (no socket needed) or start it
 //! with [`run`].
@@ -25,6 +25,7 @@ mod routes;
 mod scheduler;
 mod serving;
 mod state;
+mod trials;
 mod tuning;
 
 pub use app::app;
