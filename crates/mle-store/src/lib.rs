@@ -149,6 +149,17 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// Whether a unique violation is on the creation order `seq` (two inserts that read the same
+/// `MAX(seq)` concurrently; PostgreSQL names the constraint `<table>_seq_key`, SQLite says
+/// `UNIQUE constraint failed: <table>.seq`), not on the resource's id.
+fn is_seq_collision(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation()
+        && (d.constraint().is_some_and(|c| c.ends_with("seq_key")) || d.message().contains(".seq")))
+}
+
+/// How often an insert that lost the race for a creation order is tried again.
+const SEQ_RETRIES: usize = 50;
+
 impl Store {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `postgres://...`)
     /// and runs the migrations.
@@ -191,6 +202,31 @@ impl Store {
         create_time: &str,
         body: &str,
     ) -> Result<JobRecord, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .try_insert_job(project, job_id, state, create_time, body)
+                .await
+            {
+                Err(StoreError::Database(ref e))
+                    if is_seq_collision(e) && attempt < SEQ_RETRIES =>
+                {
+                    // The other insert has taken this order: read MAX(seq) again.
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn try_insert_job(
+        &self,
+        project: &str,
+        job_id: &str,
+        state: &str,
+        create_time: &str,
+        body: &str,
+    ) -> Result<JobRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
         let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM jobs")
             .fetch_one(&mut *tx)
@@ -208,7 +244,7 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if is_unique_violation(&e) && !is_seq_collision(&e) => {
                 return Err(StoreError::AlreadyExists {
                     kind: "job",
                     id: job_id.into(),
@@ -367,6 +403,31 @@ impl Store {
         name: &str,
         body: &str,
     ) -> Result<Resource, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .try_insert_resource(kind, project, parent, name, body)
+                .await
+            {
+                Err(StoreError::Database(ref e))
+                    if is_seq_collision(e) && attempt < SEQ_RETRIES =>
+                {
+                    // The other insert has taken this order: read MAX(seq) again.
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn try_insert_resource(
+        &self,
+        kind: &'static str,
+        project: &str,
+        parent: &str,
+        name: &str,
+        body: &str,
+    ) -> Result<Resource, StoreError> {
         let mut tx = self.pool.begin().await?;
         let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM resources")
             .fetch_one(&mut *tx)
@@ -384,7 +445,7 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if is_unique_violation(&e) && !is_seq_collision(&e) => {
                 return Err(StoreError::AlreadyExists {
                     kind,
                     id: name.into(),

@@ -6,6 +6,35 @@ use std::process::Command;
 
 use mle_store::{JobFilter, JobRecord, Store, StoreError};
 
+/// Concurrent inserts each get their own creation order; none is refused as a duplicate.
+async fn concurrent_inserts(s: &Store) {
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let job = s
+                .insert_job("race", &format!("j{i}"), "QUEUED", "t", "{}")
+                .await;
+            let res = s
+                .insert_resource("model", "race", "", &format!("m{i}"), "{}")
+                .await;
+            (job.map(|r| r.seq), res.map(|r| r.seq))
+        }));
+    }
+    let mut job_seqs = std::collections::BTreeSet::new();
+    let mut res_seqs = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (j, r) = t.await.unwrap();
+        job_seqs.insert(j.expect("no false 409 for a job"));
+        res_seqs.insert(r.expect("no false 409 for a resource"));
+    }
+    assert_eq!((job_seqs.len(), res_seqs.len()), (24, 24));
+    assert!(matches!(
+        s.insert_job("race", "j0", "QUEUED", "t", "{}").await,
+        Err(mle_store::StoreError::AlreadyExists { .. })
+    ));
+}
+
 async fn conformance(s: &Store) {
     let a = s
         .insert_job("p", "a", "QUEUED", "t0", "{\"x\":1}")
@@ -151,7 +180,9 @@ async fn resources(s: &Store) {
 #[tokio::test]
 async fn sqlite_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    conformance(&Store::open_dir(dir.path()).await.unwrap()).await;
+    let store = Store::open_dir(dir.path()).await.unwrap();
+    conformance(&store).await;
+    concurrent_inserts(&store).await;
 }
 
 /// A PostgreSQL cluster in a scratch directory, stopped on drop.
@@ -265,6 +296,7 @@ async fn postgres_conforms() {
     let pg = Postgres::start();
     let store = Store::open(&pg.url()).await.unwrap();
     conformance(&store).await;
+    concurrent_inserts(&store).await;
     // Reopening runs the migrations again without harm and sees the data.
     let again = Store::open(&pg.url()).await.unwrap();
     assert_eq!(again.get_job("p", "abd").await.unwrap().state, "RUNNING");
