@@ -818,3 +818,54 @@ fn stream_logs_sees_every_line_of_growing_logs_once() {
     let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(3).collect();
     assert!(repeated.is_empty(), "repeated: {repeated:?}");
 }
+
+/// A supervisor killed with SIGKILL (as the OOM killer does) leaves no replica behind: the
+/// server fails the job and kills the replicas it had started.
+#[test]
+fn replicas_do_not_outlive_a_killed_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 2);
+    let marker = format!("orphan-{}", std::process::id());
+    let (code, v) = s.request(
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&shell_job("orphan", &format!("sleep 300; echo {marker}"))),
+    );
+    assert_eq!(code, 200, "{v}");
+    s.wait_state("orphan", &["RUNNING"], 30);
+    let t = Instant::now();
+    while pids_with(&marker).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the replica never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid_file = dir.path().join("runs/p/orphan/supervisor.pid");
+    let text = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = text.split_whitespace().next().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-9", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let job = s.wait_state("orphan", &["FAILED", "SUCCEEDED", "CANCELLED"], 30);
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert!(
+        job["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("disappeared"),
+        "{job}"
+    );
+    let t = Instant::now();
+    while !pids_with(&marker).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the replica outlived its supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -45,7 +45,7 @@ impl Backend {
                     .map_err(|e| format!("cannot start the job supervisor: {e}"))?;
                 // The supervisor writes its pid too; writing it here closes the window before
                 // it does.
-                let _ = std::fs::write(run.pid_file(), child.id().to_string());
+                let _ = run.record_supervisor(child.id());
                 // Reap the supervisor when it exits, so that it does not linger as a zombie.
                 std::thread::spawn(move || {
                     let mut child = child;
@@ -151,6 +151,19 @@ impl Backend {
                 };
                 let _ = run.write_result(state, &message);
                 false
+            }
+        }
+    }
+
+    /// Kills what a dead supervisor left running: the recorded replica groups whose leaders
+    /// are still the processes it started (on Slurm, the engine ends a job's tasks itself).
+    pub fn reap(&self, run: &RunDir) {
+        if let Backend::Local { .. } = self {
+            for pgid in run.live_replica_groups() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }

@@ -92,7 +92,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
 
 /// Writes through a temporary sibling and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
-    let tmp = path.with_extension("tmp");
+    // A temporary name of this writer's own: two processes may write the same file (the
+    // launcher and the supervisor record the supervisor's pid) and must not rename each
+    // other's half-written file away.
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
@@ -187,21 +192,75 @@ impl RunDir {
         }
     }
 
-    /// The supervisor's pid, if it is still alive (and is an mle process).
+    /// Records `pid` as the run's supervisor with its identity (`pid start-time boot-id`), so
+    /// that a reused pid is never taken for it.
+    pub fn record_supervisor(&self, pid: u32) -> Result<(), ExecError> {
+        let text = match process_identity(pid as i32) {
+            Some(id) => format!("{pid} {id}"),
+            None => pid.to_string(),
+        };
+        write_atomic(&self.pid_file(), text.as_bytes())
+    }
+
+    /// The supervisor's pid, if it is still alive, is an mle supervisor and is the very
+    /// process that was recorded (same start time, same boot).
     pub fn live_supervisor(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
+        let text = std::fs::read_to_string(self.pid_file()).ok()?;
+        let mut parts = text.split_whitespace();
+        let pid: i32 = parts.next()?.parse().ok()?;
+        let recorded: Vec<&str> = parts.collect();
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let zombie = stat
             .rsplit(')')
             .next()
             .is_some_and(|r| r.trim_start().starts_with('Z'));
-        (!zombie && String::from_utf8_lossy(&cmdline).contains("exec-supervise")).then_some(pid)
+        let same = recorded.is_empty() || process_identity(pid) == Some(recorded.join(" "));
+        (!zombie && same && String::from_utf8_lossy(&cmdline).contains("exec-supervise"))
+            .then_some(pid)
     }
+
+    /// `replicas`: the process group of each started replica, with its leader's identity.
+    fn replicas_file(&self) -> PathBuf {
+        self.0.join("replicas")
+    }
+
+    /// Records a started replica's process group (its leader's pid) and identity.
+    pub fn record_replica(&self, pgid: u32) {
+        use std::io::Write;
+        if let (Some(id), Ok(mut f)) = (
+            process_identity(pgid as i32),
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.replicas_file()),
+        ) {
+            let _ = writeln!(f, "{pgid} {id}");
+        }
+    }
+
+    /// The recorded replica groups whose leaders are still the processes that were started
+    /// (a supervisor killed by SIGKILL or the OOM killer leaves them behind).
+    pub fn live_replica_groups(&self) -> Vec<i32> {
+        let text = std::fs::read_to_string(self.replicas_file()).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let (pid, id) = l.split_once(' ')?;
+                let pid: i32 = pid.parse().ok()?;
+                (process_identity(pid).as_deref() == Some(id)).then_some(pid)
+            })
+            .collect()
+    }
+}
+
+/// A process's identity that a reused pid does not share: its start time (clock ticks since
+/// boot, field 22 of `/proc/<pid>/stat`) and the boot's id.
+pub fn process_identity(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let start = stat.rsplit(')').next()?.split_whitespace().nth(19)?;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(format!("{start} {}", boot.trim()))
 }
 
 #[cfg(test)]
@@ -222,5 +281,35 @@ mod tests {
             trial: None,
         };
         assert_eq!(JobPlan::from_json(&plan.to_json()), Some(plan));
+    }
+
+    #[test]
+    fn a_supervisor_is_known_by_its_identity_not_just_its_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir(dir.path().to_path_buf());
+        // A process whose command line looks like a supervisor's.
+        let mut child = std::process::Command::new("bash")
+            .args(["-c", "exec -a mle-exec-supervise sleep 30"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let t = std::time::Instant::now();
+        while !std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("exec-supervise"))
+        {
+            assert!(t.elapsed().as_secs() < 10);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        run.record_supervisor(pid).unwrap();
+        assert_eq!(run.live_supervisor(), Some(pid as i32));
+        // The same pid with another start time (a reused pid) is not the supervisor.
+        std::fs::write(run.pid_file(), format!("{pid} 1 {}", "0-0")).unwrap();
+        assert_eq!(run.live_supervisor(), None);
+        // Replica groups are recorded and recognised the same way.
+        run.record_replica(pid);
+        assert_eq!(run.live_replica_groups(), vec![pid as i32]);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(run.live_replica_groups().is_empty());
     }
 }

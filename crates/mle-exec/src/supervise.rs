@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 
-use crate::plan::{RunDir, write_atomic};
+use crate::plan::RunDir;
 use crate::{ExecError, JobPlan};
 
 /// How a job ended.
@@ -159,7 +159,7 @@ pub(crate) fn cancel_flag(run: &RunDir) -> Result<Arc<AtomicBool>, ExecError> {
 /// the rest, and writes `result.json`. SIGTERM means cancel.
 pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
     let cancel = cancel_flag(run)?;
-    write_atomic(&run.pid_file(), std::process::id().to_string().as_bytes())?;
+    run.record_supervisor(std::process::id())?;
     let plan: JobPlan = run.read_plan()?;
     let started = Instant::now();
     let mut running: Vec<Running> = Vec::new();
@@ -187,6 +187,7 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
         }
         match cmd.spawn() {
             Ok(mut child) => {
+                run.record_replica(child.id());
                 let out = child.stdout.take().expect("piped");
                 let err = child.stderr.take().expect("piped");
                 let pumps = vec![

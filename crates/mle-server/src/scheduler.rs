@@ -153,7 +153,9 @@ impl Scheduler {
         if preparing_here || alive {
             return Ok(slots_needed(job));
         }
-        // Nothing is looking after this job: a server restart interrupted it.
+        // Nothing is looking after this job: a server restart interrupted it, or its
+        // supervisor died (SIGKILL, the OOM killer) and may have left replicas running.
+        self.cfg.backend.reap(&run);
         self.db
             .update_job(project, &job.job_id, |j| match j.state {
                 JobState::Preparing => transition(j, JobState::Queued),

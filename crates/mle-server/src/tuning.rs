@@ -223,6 +223,7 @@ impl Studies {
                     trial.end_time = now_rfc3339();
                 }
             } else {
+                step.cfg.backend.reap(&tr);
                 trial.state = JobState::Failed;
                 trial.error_message =
                     "the trial's supervisor process disappeared (was the machine restarted?)"
