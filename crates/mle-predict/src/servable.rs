@@ -304,6 +304,12 @@ impl Servable {
                 inputs.len()
             )));
         }
+        // Every request divides its values by these widths.
+        if width == 0 || out_width == 0 {
+            return Err(load_err(format!(
+                "the model reads {width} and returns {out_width} values per row; both must be at least 1"
+            )));
+        }
         let plan = typed
             .into_runnable()
             .map_err(|e| load_err(format!("cannot plan the model: {e}")))?;

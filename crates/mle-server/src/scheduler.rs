@@ -207,9 +207,16 @@ impl Scheduler {
     }
 
     async fn start(self: &Arc<Self>, project: String, job_id: String) -> Result<(), DbError> {
-        self.db
+        // Compare-and-set on the stored state: a job cancelled since the tick's snapshot is
+        // CANCELLED now, and CANCELLED → PREPARING is refused, so it never starts.
+        match self
+            .db
             .update_job(&project, &job_id, |j| transition(j, JobState::Preparing))
-            .await?;
+            .await
+        {
+            Err(DbError::Refused(_)) => return Ok(()),
+            r => r?,
+        };
         let key = (project.clone(), job_id.clone());
         if let Ok(mut s) = self.preparing.lock() {
             s.insert(key.clone());
@@ -238,11 +245,7 @@ impl Scheduler {
     }
 
     async fn prepare_and_launch(&self, project: &str, job_id: &str) -> Result<(), String> {
-        let job = self
-            .db
-            .job(project, job_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let job = self.db.job(project, job_id).await.map_err(internal)?;
         let run = self.cfg.run_dir(project, job_id);
         // A previous, interrupted attempt may have left files; start clean.
         let _ = std::fs::remove_dir_all(&run.0);
@@ -263,11 +266,7 @@ impl Scheduler {
             let plan = plan_training(&job, &run, &self.cfg, None)?;
             run.write_plan(&plan).map_err(|e| e.to_string())?;
         }
-        let current = self
-            .db
-            .job(project, job_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let current = self.db.job(project, job_id).await.map_err(internal)?;
         if current.state == JobState::Cancelling {
             return Err("Job cancelled by user request".into());
         }
@@ -282,9 +281,7 @@ impl Scheduler {
         // A job waiting in the engine's queue (Slurm PENDING) stays PREPARING; the tick moves
         // it to RUNNING when the engine starts it.
         if tuning || self.cfg.backend.started(&run) {
-            self.mark_running(project, job_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.mark_running(project, job_id).await.map_err(internal)?;
         }
         Ok(())
     }
@@ -319,6 +316,13 @@ impl Scheduler {
         }
         Ok(job)
     }
+}
+
+/// A store failure as a job's `errorMessage` says it: the detail is logged on the server, not
+/// shown to clients.
+fn internal(e: DbError) -> String {
+    eprintln!("scheduler: store error: {e}");
+    "internal error while starting the job (the server's log has the details)".into()
 }
 
 /// How long installing one package may take.

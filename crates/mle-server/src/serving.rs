@@ -84,23 +84,39 @@ fn store_and_load(source: &Path, dir: &Path) -> Result<Batcher, String> {
     let tmp = dir.with_extension("incoming");
     let _ = std::fs::remove_dir_all(&tmp);
     let _ = std::fs::remove_dir_all(dir);
-    copy_dir(source, &tmp).map_err(|e| format!("cannot copy the model files: {e}"))?;
+    let mut budget = MAX_MODEL_BYTES;
+    if let Err(e) = copy_dir(source, &tmp, &mut budget) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!("cannot copy the model files: {e}"));
+    }
     std::fs::rename(&tmp, dir).map_err(|e| format!("cannot store the model files: {e}"))?;
     let servable = Servable::load(dir).map_err(|e| e.to_string())?;
     Ok(Batcher::new(servable, BatchOptions::default()))
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// The most a version's files may hold (they are copied into the data dir).
+const MAX_MODEL_BYTES: u64 = 4 << 30;
+
+/// Copies regular files and directories (symlinks and special files are not copied), within
+/// `budget` bytes in all.
+fn copy_dir(from: &Path, to: &Path, budget: &mut u64) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
         let kind = e.file_type()?;
         if kind.is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()))?;
+            copy_dir(&e.path(), &to.join(e.file_name()), budget)?;
         } else if kind.is_file() {
+            let len = e.metadata()?.len();
+            if len > *budget {
+                return Err(std::io::Error::other(format!(
+                    "the model directory holds more than {} MiB",
+                    MAX_MODEL_BYTES >> 20
+                )));
+            }
+            *budget -= len;
             std::fs::copy(e.path(), to.join(e.file_name()))?;
         }
-        // Symlinks and other special files are not copied.
     }
     Ok(())
 }
@@ -285,5 +301,27 @@ impl Serving {
         let b = self.batcher(project, model, &resolved).await?;
         self.registry.put_route(key, resolved.clone(), b.clone());
         Ok((resolved, b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_stay_within_their_budget_and_skip_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("a"), "12345").unwrap();
+        std::fs::write(src.join("sub/b"), "678").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
+        let mut budget = 8;
+        copy_dir(&src, &dir.path().join("ok"), &mut budget).unwrap();
+        assert_eq!(budget, 0);
+        assert!(!dir.path().join("ok/link").exists());
+        let mut small = 7;
+        let e = copy_dir(&src, &dir.path().join("big"), &mut small).unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
     }
 }

@@ -98,6 +98,19 @@ impl Studies {
         }
     }
 
+    /// Drops the poll times of this job's trials that no longer run.
+    fn forget_ended(&self, project: &str, job_id: &str, trials: &[HyperparameterOutput]) {
+        if let Ok(mut polls) = self.metric_polls.lock() {
+            polls.retain(|(p, j, t), _| {
+                p != project
+                    || j != job_id
+                    || trials
+                        .iter()
+                        .any(|x| x.trial_id == *t && x.state == JobState::Running)
+            });
+        }
+    }
+
     /// One step of a tuning job's study (see the module docs): observe the running trials,
     /// then either stop them all (cancel, too many failures) or start new ones, and save.
     pub async fn drive(
@@ -143,6 +156,7 @@ impl Studies {
             step.propose(&mut trials).await
         };
         sort_best_first(&mut trials, step.tuner.goal);
+        self.forget_ended(project, &job.job_id, &trials);
         if trials == before
             && end.is_none()
             && job

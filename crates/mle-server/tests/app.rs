@@ -303,3 +303,45 @@ async fn requests_axum_rejects_get_the_error_envelope_too() {
         assert!(!v["error"]["message"].as_str().unwrap().is_empty(), "{v}");
     }
 }
+
+/// Every operation of `/openapi.json` (so a new route is covered as soon as it is documented)
+/// without a token or with a wrong one: 401 with the envelope, and nothing about the resource.
+#[tokio::test]
+async fn every_documented_operation_needs_the_token() {
+    let a = new_app(false).await;
+    let open = ["/healthz", "/v2/health/live", "/v2/health/ready"];
+    let doc = mle_server::openapi::spec();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if open.contains(&path.as_str()) {
+            continue;
+        }
+        let concrete = path
+            .replace("{project}", "p")
+            .replace("{job}", "j")
+            .replace("{model}", "m")
+            .replace("{version}", "v")
+            .replace("{operation}", "o");
+        for method in ["get", "post", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            for token in [None, Some("not-the-token")] {
+                let body = Body::from("{}");
+                let (code, v) = a.send(&method.to_uppercase(), &concrete, token, body).await;
+                assert_eq!(
+                    code,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} {token:?}: {v}"
+                );
+                assert_eq!(v["error"]["status"], "UNAUTHENTICATED", "{method} {path}");
+                assert_eq!(
+                    v["error"]["message"], "missing or invalid bearer token",
+                    "nothing else is said: {method} {path}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} operations checked");
+}

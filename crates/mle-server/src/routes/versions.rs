@@ -135,6 +135,13 @@ async fn delete(
     Path((project, model, version)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let rec: Stored<Version> = s.db.get(Kind::Version, &project, &model, &version).await?;
+    if rec.value.state == VersionState::Creating {
+        // Its files are being copied and loaded: deleting now would leave them behind.
+        return Err(ApiError::Status(
+            ApiStatus::FailedPrecondition,
+            format!("version '{version}' is being created; delete it once it is READY or FAILED"),
+        ));
+    }
     if rec.value.is_default {
         let others =
             s.db.list::<Version>(Kind::Version, &project, &model, 0, 2)
