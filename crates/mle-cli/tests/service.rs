@@ -869,3 +869,76 @@ fn replicas_do_not_outlive_a_killed_supervisor() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Cancel races: 120 submissions, half of them cancelled at random moments while others run.
+/// Every job ends; a job cancelled before it ever started never runs (its trainer would leave
+/// a marker); cancelled jobs hold no process.
+#[test]
+fn a_job_cancelled_before_it_starts_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(&dir.path().join("data"), &[], 2);
+    let ran = dir.path().join("ran");
+    std::fs::create_dir_all(&ran).unwrap();
+    let n = 120;
+    let script = format!("touch '{}'/$CLOUD_ML_JOB_ID; sleep 0.2", ran.display());
+    // A fixed-seed LCG picks which jobs to cancel and when.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        x >> 33
+    };
+    let mut to_cancel = Vec::new();
+    for i in 0..n {
+        let id = format!("race_{i}");
+        let (code, v) = s.request(
+            "POST",
+            "/v1/projects/p/jobs",
+            Some(&shell_job(&id, &script)),
+        );
+        assert_eq!(code, 200, "{v}");
+        if next() % 2 == 0 {
+            to_cancel.push(id);
+        }
+        // Now and then cancel a few of the picked ones, while the queue moves.
+        if next() % 4 == 0 {
+            for id in to_cancel.drain(..) {
+                let (code, v) = s.request(
+                    "POST",
+                    &format!("/v1/projects/p/jobs/{id}:cancel"),
+                    Some("{}"),
+                );
+                assert!(code == 200 || code == 400, "{code} {v}");
+            }
+        }
+    }
+    for id in to_cancel.drain(..) {
+        let (code, v) = s.request(
+            "POST",
+            &format!("/v1/projects/p/jobs/{id}:cancel"),
+            Some("{}"),
+        );
+        assert!(code == 200 || code == 400, "{code} {v}");
+    }
+    let mut cancelled_unstarted = 0;
+    for i in 0..n {
+        let id = format!("race_{i}");
+        let job = s.wait_state(&id, &["SUCCEEDED", "FAILED", "CANCELLED"], 120);
+        assert_ne!(job["state"], "FAILED", "{job}");
+        let started = job["startTime"].as_str().is_some_and(|t| !t.is_empty());
+        if job["state"] == "CANCELLED" && !started {
+            cancelled_unstarted += 1;
+            assert!(
+                !ran.join(&id).exists(),
+                "{id} was cancelled before it started, yet ran: {job}"
+            );
+        }
+        if job["state"] == "SUCCEEDED" {
+            assert!(ran.join(&id).exists(), "{id}");
+        }
+    }
+    assert!(cancelled_unstarted > 0, "no cancel hit a queued job");
+    assert!(
+        pids_with(&ran.display().to_string()).is_empty(),
+        "a trainer is left"
+    );
+}

@@ -278,6 +278,17 @@ impl Scheduler {
                     .launch(&run, &engine_name(project, job_id, None), &res)
             })?;
         }
+        // A cancel that came between the check above and the launch found nothing to signal:
+        // signal now, so that it is not lost.
+        if !tuning
+            && self
+                .db
+                .job(project, job_id)
+                .await
+                .is_ok_and(|j| j.state == JobState::Cancelling)
+        {
+            off_runtime(|| self.cfg.backend.cancel(&run));
+        }
         // A job waiting in the engine's queue (Slurm PENDING) stays PREPARING; the tick moves
         // it to RUNNING when the engine starts it.
         if tuning || self.cfg.backend.started(&run) {
@@ -286,12 +297,15 @@ impl Scheduler {
         Ok(())
     }
 
-    /// PREPARING → RUNNING, from now (a job cancelled meanwhile stays CANCELLING).
+    /// PREPARING → RUNNING, from now (a job cancelled meanwhile stays CANCELLING, but its
+    /// start time says that it did start).
     async fn mark_running(&self, project: &str, job_id: &str) -> Result<(), DbError> {
         self.db
             .update_job(project, job_id, |j| {
                 if j.state == JobState::Preparing {
                     transition(j, JobState::Running)?;
+                } else if j.state == JobState::Cancelling && j.start_time.is_empty() {
+                    j.start_time = mle_api::now_rfc3339();
                 }
                 Ok(())
             })
