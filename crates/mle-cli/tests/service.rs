@@ -942,3 +942,49 @@ fn a_job_cancelled_before_it_starts_never_runs() {
         "a trainer is left"
     );
 }
+
+/// A trainer that prints 64 MiB of log lines: the logs feed returns them in pages of about
+/// 1 MiB (never the whole file in one answer), every line once.
+#[test]
+fn a_flood_of_log_lines_is_served_in_bounded_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &[], 2);
+    let script = "head -c 67108864 /dev/zero | tr '\\0' x | fold -w 1023";
+    let (code, v) = s.request(
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&shell_job("flood", script)),
+    );
+    assert_eq!(code, 200, "{v}");
+    s.wait_state("flood", &["SUCCEEDED"], 120);
+    let mut token = String::new();
+    let (mut lines, mut pages, mut biggest) = (0usize, 0, 0usize);
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-H"])
+            .arg(format!("Authorization: Bearer {}", s.token()))
+            .arg(format!(
+                "{}/v1/projects/p/jobs/flood/logs?pageToken={token}",
+                s.url
+            ))
+            .output()
+            .unwrap();
+        biggest = biggest.max(out.stdout.len());
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let entries = v["entries"].as_array().unwrap();
+        if entries.is_empty() {
+            break;
+        }
+        lines += entries
+            .iter()
+            .filter(|e| e["message"].as_str().is_some_and(|m| m.len() == 1023))
+            .count();
+        pages += 1;
+        token = v["nextPageToken"].as_str().unwrap().to_string();
+        assert!(pages < 1000, "the feed does not end");
+    }
+    // fold cuts the stream into lines of 1023 characters (and a shorter last one).
+    assert_eq!(lines, 67_108_864 / 1023, "every line once");
+    assert!(pages >= 64, "{pages} pages");
+    assert!(biggest < 3 << 20, "a page of {biggest} bytes");
+}
