@@ -988,3 +988,107 @@ fn a_flood_of_log_lines_is_served_in_bounded_pages() {
     assert!(pages >= 64, "{pages} pages");
     assert!(biggest < 3 << 20, "a page of {biggest} bytes");
 }
+
+/// Fault injection: a workload of jobs while the server is killed with -9 at pseudo-random
+/// moments (and restarted) and some supervisors are killed with -9 too. Every job ends in the
+/// state its fate calls for — a job whose supervisor was killed FAILS saying so, every other
+/// one SUCCEEDS — none is lost, and no trainer process is left.
+#[test]
+fn jobs_end_right_when_the_server_and_supervisors_are_killed_at_random() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let marker = format!("fault-{}", std::process::id());
+    let n = 16;
+    let mut s = start_server(&data, &[], 4);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    let mut killed_supervisors = std::collections::BTreeSet::new();
+    let mut server_kills = 0;
+    for i in 0..n {
+        let id = format!("fault_{i}");
+        let ms = 300 + next() % 900;
+        let script = format!("sleep {}.{:03}; echo {marker}", ms / 1000, ms % 1000);
+        let (code, v) = s.request(
+            "POST",
+            "/v1/projects/p/jobs",
+            Some(&shell_job(&id, &script)),
+        );
+        assert_eq!(code, 200, "{v}");
+        std::thread::sleep(Duration::from_millis(next() % 300));
+        match next() % 6 {
+            // The server, mid-flight.
+            0 => {
+                s.child.kill().unwrap();
+                s.child.wait().unwrap();
+                s = start_server(&data, &[], 4);
+                server_kills += 1;
+            }
+            // A running job's supervisor (waiting up to 2 s for one to run).
+            1 => {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(2) {
+                    let (_, list) =
+                        s.request("GET", "/v1/projects/p/jobs?filter=state:RUNNING", None);
+                    let running: Vec<String> = list["jobs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|j| j["jobId"].as_str().map(String::from))
+                        .filter(|j| !killed_supervisors.contains(j))
+                        .collect();
+                    if let Some(victim) = running.first() {
+                        let pid_file = data.join("runs/p").join(victim).join("supervisor.pid");
+                        if let Ok(text) = std::fs::read_to_string(&pid_file)
+                            && let Some(pid) = text.split_whitespace().next()
+                            && Command::new("kill")
+                                .args(["-9", pid])
+                                .status()
+                                .unwrap()
+                                .success()
+                        {
+                            killed_supervisors.insert(victim.clone());
+                            break;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            _ => {}
+        }
+    }
+    for i in 0..n {
+        let id = format!("fault_{i}");
+        let job = s.wait_state(&id, &["SUCCEEDED", "FAILED", "CANCELLED"], 120);
+        if killed_supervisors.contains(&id) {
+            // Killed just as it ended, it may have written its result first.
+            if job["state"] != "SUCCEEDED" {
+                assert_eq!(job["state"], "FAILED", "{job}");
+                assert!(
+                    job["errorMessage"]
+                        .as_str()
+                        .unwrap()
+                        .contains("disappeared"),
+                    "{job}"
+                );
+            }
+        } else {
+            assert_eq!(job["state"], "SUCCEEDED", "{id}: {job}");
+        }
+    }
+    let t = Instant::now();
+    while !pids_with(&marker).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10), "trainers are left");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, list) = s.request("GET", "/v1/projects/p/jobs?pageSize=100", None);
+    assert_eq!(
+        list["jobs"].as_array().unwrap().len(),
+        n as usize,
+        "none is lost"
+    );
+}
