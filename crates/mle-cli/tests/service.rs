@@ -1091,4 +1091,8 @@ fn jobs_end_right_when_the_server_and_supervisors_are_killed_at_random() {
         n as usize,
         "none is lost"
     );
+    assert!(
+        server_kills > 0 && !killed_supervisors.is_empty(),
+        "the seed must kill both: {server_kills} server kills, {killed_supervisors:?}"
+    );
 }
