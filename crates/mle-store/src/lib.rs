@@ -160,6 +160,22 @@ fn is_seq_collision(e: &sqlx::Error) -> bool {
 /// How often an insert that lost the race for a creation order is tried again.
 const SEQ_RETRIES: usize = 50;
 
+/// Runs an insert again while it loses the race for a creation order to a concurrent one
+/// (the next attempt reads `MAX(seq)` anew).
+async fn retry_on_seq_collision<T, F: Future<Output = Result<T, StoreError>>>(
+    mut insert: impl FnMut() -> F,
+) -> Result<T, StoreError> {
+    let mut attempt = 0;
+    loop {
+        match insert().await {
+            Err(StoreError::Database(ref e)) if is_seq_collision(e) && attempt < SEQ_RETRIES => {
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `postgres://...`)
     /// and runs the migrations.
@@ -202,21 +218,8 @@ impl Store {
         create_time: &str,
         body: &str,
     ) -> Result<JobRecord, StoreError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .try_insert_job(project, job_id, state, create_time, body)
-                .await
-            {
-                Err(StoreError::Database(ref e))
-                    if is_seq_collision(e) && attempt < SEQ_RETRIES =>
-                {
-                    // The other insert has taken this order: read MAX(seq) again.
-                    attempt += 1;
-                }
-                r => return r,
-            }
-        }
+        retry_on_seq_collision(|| self.try_insert_job(project, job_id, state, create_time, body))
+            .await
     }
 
     async fn try_insert_job(
@@ -403,21 +406,7 @@ impl Store {
         name: &str,
         body: &str,
     ) -> Result<Resource, StoreError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .try_insert_resource(kind, project, parent, name, body)
-                .await
-            {
-                Err(StoreError::Database(ref e))
-                    if is_seq_collision(e) && attempt < SEQ_RETRIES =>
-                {
-                    // The other insert has taken this order: read MAX(seq) again.
-                    attempt += 1;
-                }
-                r => return r,
-            }
-        }
+        retry_on_seq_collision(|| self.try_insert_resource(kind, project, parent, name, body)).await
     }
 
     async fn try_insert_resource(
