@@ -114,6 +114,19 @@ fn stored<T: DeserializeOwned>(r: Resource) -> Result<Stored<T>, DbError> {
     })
 }
 
+/// The one etag read-modify-write loop: `attempt` reads, changes and writes with the etag it
+/// read; a concurrent change (the store's `Conflict`) makes it start again from the read.
+async fn with_retry<T, F: Future<Output = Result<T, DbError>>>(
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, DbError> {
+    loop {
+        match attempt().await {
+            Err(DbError::Store(StoreError::Conflict { .. })) => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Keeps the records that parse; the others are logged and left untouched in the store.
 fn keep_parsed<T>(items: impl IntoIterator<Item = Result<T, DbError>>) -> Vec<T> {
     items
@@ -198,25 +211,22 @@ impl Db {
         &self,
         project: &str,
         job_id: &str,
-        mut f: impl FnMut(&mut Job) -> Result<(), String>,
+        f: impl Fn(&mut Job) -> Result<(), String>,
     ) -> Result<Job, DbError> {
-        loop {
+        let f = &f;
+        with_retry(|| async move {
             let rec = self.store.get_job(project, job_id).await?;
             let etag = rec.etag;
             let mut job = self.job_of(rec)?.job;
             f(&mut job).map_err(DbError::Refused)?;
             job.etag = (etag + 1).to_string();
             let body = to_body(&job)?;
-            match self
-                .store
+            self.store
                 .update_job(project, job_id, etag, &state_name(job.state), &body)
-                .await
-            {
-                Ok(_) => return Ok(job),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+                .await?;
+            Ok(job)
+        })
+        .await
     }
 
     /// Creates a resource.
@@ -280,25 +290,21 @@ impl Db {
         project: &str,
         parent: &str,
         name: &str,
-        mut f: impl FnMut(&mut T),
+        f: impl Fn(&mut T),
     ) -> Result<Stored<T>, DbError> {
-        loop {
+        let f = &f;
+        with_retry(|| async move {
             let mut s: Stored<T> = self.get(kind, project, parent, name).await?;
             f(&mut s.value);
             let body = to_body(&s.value)?;
-            match self
+            let r = self
                 .store
                 .update_resource(kind.as_str(), project, parent, name, s.etag, &body)
-                .await
-            {
-                Ok(r) => {
-                    s.etag = r.etag;
-                    return Ok(s);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+                .await?;
+            s.etag = r.etag;
+            Ok(s)
+        })
+        .await
     }
 
     /// Deletes a resource; with `children`, only when it has none of that kind.

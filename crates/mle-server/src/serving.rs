@@ -144,7 +144,7 @@ impl Serving {
         project: &str,
         model: &str,
         version: &str,
-        f: impl FnMut(&mut Version),
+        f: impl Fn(&mut Version),
     ) -> Result<Version, DbError> {
         let r = self
             .db
