@@ -19,6 +19,15 @@ use tokio::sync::oneshot;
 
 use crate::{Servable, ServeError};
 
+/// Clears the leader flag when dropped (also when a batch unwinds).
+struct Leading<'a>(&'a AtomicBool);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Micro-batching limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOptions {
@@ -109,6 +118,22 @@ impl Batcher {
         out
     }
 
+    /// Runs a batch where it cannot hold up the async runtime's other tasks (a batched model
+    /// is one whose call costs more than a wake-up), and where a panic of the model cannot
+    /// take the leader with it: the batch's callers then get an error (their reply channels
+    /// are dropped) and the next request leads again.
+    fn run_guarded(&self, batch: Vec<Request>) {
+        let call = || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(batch)));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(call)
+            }
+            _ => call(),
+        }
+    }
+
     fn run(&self, batch: Vec<Request>) {
         let s = &self.servable;
         if batch.len() == 1 {
@@ -152,6 +177,8 @@ impl Batcher {
             .map_err(|_| ServeError::Run("the request queue is poisoned".into()))?
             .push_back(Request { rows, n, reply });
         while !self.leading.swap(true, Ordering::Acquire) {
+            // Whatever happens below, this caller stops leading when it leaves.
+            let _leading = Leading(&self.leading);
             if !self.opts.max_wait.is_zero() {
                 let queued: usize = self
                     .queue
@@ -167,9 +194,9 @@ impl Batcher {
                 if batch.is_empty() {
                     break;
                 }
-                self.run(batch);
+                self.run_guarded(batch);
             }
-            self.leading.store(false, Ordering::Release);
+            drop(_leading);
             // A request queued after the last take but before the flag was cleared would wait
             // for a leader that has gone: look again.
             let empty = self.queue.lock().map(|q| q.is_empty()).unwrap_or(true);
