@@ -694,6 +694,25 @@ fn slow_and_surplus_connections_cannot_hold_the_server() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (code, _) = s.request("GET", "/v1/projects/p/jobs", None);
     assert_eq!(code, 200);
+    // An idle keep-alive connection is dropped by the same timeout after its answer.
+    let mut k = TcpStream::connect(&addr).unwrap();
+    k.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    k.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 256];
+    assert!(k.read(&mut answer).unwrap() > 0);
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    let t = std::time::Instant::now();
+    let n = k.read(&mut answer);
+    assert!(
+        matches!(n, Ok(0) | Err(_)) && t.elapsed() < std::time::Duration::from_secs(15),
+        "{n:?}"
+    );
+    assert!(
+        !matches!(&n, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{n:?}"
+    );
 }
 
 /// A second server on the same data dir is refused, naming the first.
@@ -757,23 +776,12 @@ fn a_cancel_while_packages_install_stops_pip() {
         "packageUris": [tarball]}});
     let (code, v) = s.request("POST", "/v1/projects/p/jobs", Some(&job.to_string()));
     assert_eq!(code, 200, "{v}");
-    let t = Instant::now();
-    while pids_with(tarball.to_str().unwrap()).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(60), "pip never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_pids(tarball.to_str().unwrap(), 1, 60);
     let (code, v) = s.request("POST", "/v1/projects/p/jobs/slow_pip:cancel", Some("{}"));
     assert_eq!(code, 200, "{v}");
     let job = s.wait_state("slow_pip", &["CANCELLED", "FAILED", "SUCCEEDED"], 20);
     assert_eq!(job["state"], "CANCELLED", "{job}");
-    let t = Instant::now();
-    while !pids_with(tarball.to_str().unwrap()).is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "pip is still running"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_gone(tarball.to_str().unwrap(), 10);
 }
 
 /// `stream-logs` follows two replicas that print while it reads: every line arrives exactly
@@ -833,14 +841,7 @@ fn replicas_do_not_outlive_a_killed_supervisor() {
     );
     assert_eq!(code, 200, "{v}");
     s.wait_state("orphan", &["RUNNING"], 30);
-    let t = Instant::now();
-    while pids_with(&marker).is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the replica never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_pids(&marker, 1, 30);
     let pid_file = dir.path().join("runs/p/orphan/supervisor.pid");
     let text = std::fs::read_to_string(&pid_file).unwrap();
     let pid = text.split_whitespace().next().unwrap();
@@ -860,14 +861,7 @@ fn replicas_do_not_outlive_a_killed_supervisor() {
             .contains("disappeared"),
         "{job}"
     );
-    let t = Instant::now();
-    while !pids_with(&marker).is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the replica outlived its supervisor"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(&marker, 10);
 }
 
 /// Cancel races: 120 submissions, half of them cancelled at random moments while others run.
@@ -882,11 +876,7 @@ fn a_job_cancelled_before_it_starts_never_runs() {
     let n = 120;
     let script = format!("touch '{}'/$CLOUD_ML_JOB_ID; sleep 0.2", ran.display());
     // A fixed-seed LCG picks which jobs to cancel and when.
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = || {
-        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        x >> 33
-    };
+    let mut next = seeded(0x2545_f491_4f6c_dd1d);
     let mut to_cancel = Vec::new();
     for i in 0..n {
         let id = format!("race_{i}");
@@ -896,11 +886,11 @@ fn a_job_cancelled_before_it_starts_never_runs() {
             Some(&shell_job(&id, &script)),
         );
         assert_eq!(code, 200, "{v}");
-        if next() % 2 == 0 {
+        if next().is_multiple_of(2) {
             to_cancel.push(id);
         }
         // Now and then cancel a few of the picked ones, while the queue moves.
-        if next() % 4 == 0 {
+        if next().is_multiple_of(4) {
             for id in to_cancel.drain(..) {
                 let (code, v) = s.request(
                     "POST",
@@ -937,10 +927,7 @@ fn a_job_cancelled_before_it_starts_never_runs() {
         }
     }
     assert!(cancelled_unstarted > 0, "no cancel hit a queued job");
-    assert!(
-        pids_with(&ran.display().to_string()).is_empty(),
-        "a trainer is left"
-    );
+    wait_gone(&ran.display().to_string(), 10);
 }
 
 /// A trainer that prints 64 MiB of log lines: the logs feed returns them in pages of about
@@ -1000,13 +987,7 @@ fn jobs_end_right_when_the_server_and_supervisors_are_killed_at_random() {
     let marker = format!("fault-{}", std::process::id());
     let n = 16;
     let mut s = start_server(&data, &[], 4);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1442695040888963407);
-        x >> 33
-    };
+    let mut next = seeded(0x9e37_79b9_7f4a_7c15);
     let mut killed_supervisors = std::collections::BTreeSet::new();
     let mut server_kills = 0;
     for i in 0..n {
@@ -1080,11 +1061,7 @@ fn jobs_end_right_when_the_server_and_supervisors_are_killed_at_random() {
             assert_eq!(job["state"], "SUCCEEDED", "{id}: {job}");
         }
     }
-    let t = Instant::now();
-    while !pids_with(&marker).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(10), "trainers are left");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_gone(&marker, 10);
     let (_, list) = s.request("GET", "/v1/projects/p/jobs?pageSize=100", None);
     assert_eq!(
         list["jobs"].as_array().unwrap().len(),

@@ -38,8 +38,8 @@ pub enum DbError {
     /// The store itself.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A stored body that does not parse.
-    #[error("the stored {what} does not parse: {detail}")]
+    /// A stored body that does not parse (or a value that cannot be written as one).
+    #[error("{what}: {detail}")]
     Corrupt {
         /// What was read (`job p/j`).
         what: String,
@@ -88,14 +88,14 @@ fn state_name(s: JobState) -> String {
 
 fn parse<T: DeserializeOwned>(body: &str, what: impl FnOnce() -> String) -> Result<T, DbError> {
     serde_json::from_str(body).map_err(|e| DbError::Corrupt {
-        what: what(),
+        what: format!("the stored {} does not parse", what()),
         detail: e.to_string(),
     })
 }
 
 fn to_body<T: Serialize>(v: &T) -> Result<String, DbError> {
     serde_json::to_string(v).map_err(|e| DbError::Corrupt {
-        what: "value to store".into(),
+        what: "a value cannot be stored".into(),
         detail: e.to_string(),
     })
 }

@@ -30,8 +30,6 @@ mod tuning;
 
 pub use app::app;
 pub use config::{Config, Limits};
-pub use error::ApiError;
-pub use plan::{plan_training, replica_counts, slots_needed};
 pub use state::AppState;
 
 use std::path::Path;

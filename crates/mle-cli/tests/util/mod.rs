@@ -516,3 +516,15 @@ pub fn builtin_job(id: &str, tier: &str, job_dir: &Path, steps: u32) -> String {
 pub fn shell_job(id: &str, script: &str) -> String {
     json!({"jobId": id, "trainingInput": {"masterConfig": {"containerCommand": ["sh", "-c", script]}}}).to_string()
 }
+
+/// A seeded pseudo-random sequence (Knuth's MMIX linear congruential generator, high bits),
+/// so that randomised tests pick the same moments on every run.
+pub fn seeded(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x >> 33
+    }
+}
