@@ -91,6 +91,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
 }
 
 /// Writes through a temporary sibling and a rename.
+/// The file holding the space set aside for `result.json` (see `reserve_result_space`).
+const RESULT_RESERVE: &str = "result.reserve";
+/// How much space is set aside: a result, its temporary copy, and file-system blocks.
+pub const RESULT_RESERVE_BYTES: usize = 256 * 1024;
+
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
     // A temporary name of this writer's own: two processes may write the same file (the
     // launcher and the supervisor record the supervisor's pid) and must not rename each
@@ -162,12 +167,27 @@ impl RunDir {
 
     /// Records the outcome (atomically; its presence means the job is over).
     pub fn write_result(&self, state: &str, message: &str) -> Result<(), ExecError> {
-        write_atomic(
-            &self.result(),
-            json!({"state": state, "message": message})
-                .to_string()
-                .as_bytes(),
-        )
+        let body = json!({"state": state, "message": message}).to_string();
+        let first = write_atomic(&self.result(), body.as_bytes());
+        let reserve = self.0.join(RESULT_RESERVE);
+        let out = match first {
+            // The disk filled up while the job ran: spend the space set aside for this.
+            Err(ExecError::Io { ref source, .. })
+                if source.kind() == std::io::ErrorKind::StorageFull && reserve.exists() =>
+            {
+                let _ = std::fs::remove_file(&reserve);
+                write_atomic(&self.result(), body.as_bytes())
+            }
+            r => r,
+        };
+        let _ = std::fs::remove_file(&reserve);
+        out
+    }
+
+    /// Sets [`RESULT_RESERVE_BYTES`] aside in the run directory (best effort), so that a run
+    /// whose disk fills up can still record how it ended.
+    pub fn reserve_result_space(&self) {
+        let _ = std::fs::write(self.0.join(RESULT_RESERVE), vec![0u8; RESULT_RESERVE_BYTES]);
     }
 
     /// Appends a line from the service itself (task `service`) to `logs/service.log`, where

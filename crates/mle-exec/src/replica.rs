@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use mle_tfconfig::TfConfig;
 
 use crate::plan::write_atomic;
-use crate::supervise::{cancel_flag, exit_text, join_pumps, pump};
+use crate::supervise::{LogLoss, cancel_flag, exit_text, join_pumps, pump};
 use crate::{ExecError, JobPlan, RunDir, stop_groups};
 
 /// How long a primary whose replica died waits for its own SIGTERM before calling it a failure.
@@ -195,6 +195,10 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
         })
         .collect();
     let out: Arc<Mutex<dyn Write + Send>> = Arc::new(Mutex::new(std::io::stdout()));
+    let loss = Arc::new(LogLoss::default());
+    if primary {
+        run.reserve_result_space();
+    }
     let mut cmd = Command::new(&me.program);
     cmd.args(&me.args)
         .envs(env)
@@ -229,6 +233,7 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
             me.task.clone(),
             plan.trial.clone(),
             out.clone(),
+            loss.clone(),
         ),
         pump(
             child.stderr.take().expect("piped"),
@@ -236,6 +241,7 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
             me.task.clone(),
             plan.trial.clone(),
             out,
+            loss.clone(),
         ),
     ];
     let started = Instant::now();
@@ -297,7 +303,7 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
     };
     join_pumps(pumps, grace);
     if let Some((state, message)) = outcome {
-        run.write_result(state, &message)?;
+        run.write_result(state, &loss.annotate(&message))?;
     }
     Ok(code)
 }

@@ -13,8 +13,8 @@
 //! - `logs/slurm-batch.log` and `logs/slurm-task-<N>.log`: Slurm's own output files;
 //! - `started` and `slurm/<job>.<step>/rank-<N>`: written by the tasks (see [`crate::replica`]).
 
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -77,6 +77,64 @@ pub struct Slurm {
     pub mle_exe: PathBuf,
     snapshot: Arc<Mutex<Option<Snapshot>>>,
     jobcomp: Arc<OnceLock<Option<PathBuf>>>,
+    ended: Arc<Mutex<Completions>>,
+}
+
+/// How many ended jobs [`Completions`] remembers (the oldest are forgotten first).
+const COMPLETIONS_KEPT: usize = 100_000;
+
+/// What the job-completion log says of the jobs that ended, read incrementally: each check
+/// reads only the lines appended since the previous one (the log holds every job the cluster
+/// ever ran), and a log that shrank (rotated, truncated) is read again from its start.
+#[derive(Debug, Default)]
+struct Completions {
+    /// How far the log has been read (always the end of a whole line).
+    offset: u64,
+    /// Job id → (state, exit code), the last line of each job winning.
+    ended: HashMap<u64, (String, String)>,
+    /// Ids in the order they were first seen, for forgetting the oldest.
+    order: VecDeque<u64>,
+}
+
+impl Completions {
+    /// Reads the lines appended to `log` since the last call; a last line without its newline
+    /// (being written) is left for the next call.
+    fn refresh(&mut self, log: &Path) -> std::io::Result<()> {
+        let mut f = std::fs::File::open(log)?;
+        if f.metadata()?.len() < self.offset {
+            *self = Self::default();
+        }
+        f.seek(SeekFrom::Start(self.offset))?;
+        let mut r = std::io::BufReader::new(f);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = r.read_until(b'\n', &mut line)?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                return Ok(());
+            }
+            self.offset += n as u64;
+            self.add(&String::from_utf8_lossy(&line));
+        }
+    }
+
+    fn add(&mut self, line: &str) {
+        let (Some(id), Some(state)) = (
+            field(line, "JobId").and_then(|i| i.parse::<u64>().ok()),
+            field(line, "JobState"),
+        ) else {
+            return;
+        };
+        let code = field(line, "ExitCode").unwrap_or("?").to_string();
+        if self.ended.insert(id, (state.to_string(), code)).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > COMPLETIONS_KEPT
+                && let Some(old) = self.order.pop_front()
+            {
+                self.ended.remove(&old);
+            }
+        }
+    }
 }
 
 /// Job id → (state, reason), as `squeue` lists them.
@@ -395,14 +453,15 @@ impl Slurm {
             }
             Err(e) => return JobStatus::Unreachable(format!("cannot run scontrol: {e}")),
         }
-        if let Some(log) = self.jobcomp_log()
-            && let Ok(text) = std::fs::read_to_string(log)
-        {
-            let key = format!("JobId={id} ");
-            if let Some(line) = text.lines().rev().find(|l| l.starts_with(&key))
-                && let Some(state) = field(line, "JobState")
-            {
-                let code = field(line, "ExitCode").unwrap_or("?");
+        if let Some(log) = self.jobcomp_log() {
+            let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = ended.refresh(log) {
+                return JobStatus::Unreachable(format!(
+                    "cannot read the job-completion log {}: {e}",
+                    log.display()
+                ));
+            }
+            if let Some((state, code)) = ended.ended.get(&id) {
                 return Self::status_of(state, &format!("exit code {code}"));
             }
         }
@@ -413,6 +472,43 @@ impl Slurm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_completion_log_is_read_once_and_incrementally() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("jobcomp.log");
+        let line = |id: u64, state: &str| {
+            format!("JobId={id} UserId=root(0) JobState={state} ExitCode=0:0 NodeList=n1\n")
+        };
+        let mut c = Completions::default();
+        std::fs::write(&log, line(1, "COMPLETED") + &line(2, "FAILED")).unwrap();
+        c.refresh(&log).unwrap();
+        assert_eq!(c.ended[&2].0, "FAILED");
+        let read = c.offset;
+        assert_eq!(read, std::fs::metadata(&log).unwrap().len());
+        // A line being written is left for later; the next call reads only what is new.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let third = line(3, "CANCELLED");
+        f.write_all(&third.as_bytes()[..10]).unwrap();
+        c.refresh(&log).unwrap();
+        assert_eq!(c.offset, read);
+        assert!(!c.ended.contains_key(&3));
+        f.write_all(&third.as_bytes()[10..]).unwrap();
+        f.write_all(line(1, "REQUEUED").as_bytes()).unwrap();
+        c.refresh(&log).unwrap();
+        assert_eq!(c.ended[&3].0, "CANCELLED");
+        assert_eq!(c.ended[&1].0, "REQUEUED", "the last line of a job wins");
+        assert_eq!(c.order.len(), 3);
+        // A rotated log is read from its start.
+        std::fs::write(&log, line(9, "TIMEOUT")).unwrap();
+        c.refresh(&log).unwrap();
+        assert_eq!((c.ended.len(), c.ended[&9].0.as_str()), (1, "TIMEOUT"));
+        // Non-UTF-8 and lines without a job id are skipped.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"\xff\xfe garbage\nJobState=FAILED\n").unwrap();
+        c.refresh(&log).unwrap();
+        assert_eq!(c.ended.len(), 1);
+    }
 
     #[test]
     fn batch_jobs_ask_for_one_task_per_replica() {

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +58,38 @@ fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> Option<String> {
     }
 }
 
+/// Log lines a run could not write (its disk filled up, most often), counted by the pumps and
+/// reported in the run's outcome instead of vanishing.
+#[derive(Debug, Default)]
+pub(crate) struct LogLoss {
+    lines: AtomicU64,
+    disk_full: AtomicBool,
+}
+
+impl LogLoss {
+    fn note(&self, e: &std::io::Error) {
+        self.lines.fetch_add(1, Ordering::Relaxed);
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            self.disk_full.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// `message` with what was lost said after it.
+    pub(crate) fn annotate(&self, message: &str) -> String {
+        let n = self.lines.load(Ordering::Relaxed);
+        if n == 0 {
+            return message.to_string();
+        }
+        let why = if self.disk_full.load(Ordering::Relaxed) {
+            "the disk of the run directory is full"
+        } else {
+            "the log file could not be written"
+        };
+        let sep = if message.is_empty() { "" } else { "; " };
+        format!("{message}{sep}{n} log lines were lost: {why}")
+    }
+}
+
 /// Copies one output stream of a replica into `log` (its log file, or a Slurm task's standard
 /// output), one JSON object per line. It reads to the end whatever happens to the log, so a
 /// replica never blocks or dies on a full pipe.
@@ -67,6 +99,7 @@ pub(crate) fn pump(
     task: String,
     trial: Option<String>,
     log: Arc<Mutex<dyn Write + Send>>,
+    loss: Arc<LogLoss>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
@@ -77,9 +110,10 @@ pub(crate) fn pump(
             if let Some(t) = &trial {
                 rec["trial"] = json!(t);
             }
-            if let Ok(mut f) = log.lock() {
-                let _ = writeln!(f, "{rec}");
-                let _ = f.flush();
+            if let Ok(mut f) = log.lock()
+                && let Err(e) = writeln!(f, "{rec}").and_then(|()| f.flush())
+            {
+                loss.note(&e);
             }
         }
     })
@@ -160,6 +194,8 @@ pub(crate) fn cancel_flag(run: &RunDir) -> Result<Arc<AtomicBool>, ExecError> {
 pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
     let cancel = cancel_flag(run)?;
     run.record_supervisor(std::process::id())?;
+    run.reserve_result_space();
+    let loss = Arc::new(LogLoss::default());
     let plan: JobPlan = run.read_plan()?;
     let started = Instant::now();
     let mut running: Vec<Running> = Vec::new();
@@ -191,8 +227,22 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
                 let out = child.stdout.take().expect("piped");
                 let err = child.stderr.take().expect("piped");
                 let pumps = vec![
-                    pump(out, "INFO", r.task.clone(), plan.trial.clone(), log.clone()),
-                    pump(err, "ERROR", r.task.clone(), plan.trial.clone(), log),
+                    pump(
+                        out,
+                        "INFO",
+                        r.task.clone(),
+                        plan.trial.clone(),
+                        log.clone(),
+                        loss.clone(),
+                    ),
+                    pump(
+                        err,
+                        "ERROR",
+                        r.task.clone(),
+                        plan.trial.clone(),
+                        log,
+                        loss.clone(),
+                    ),
                 ];
                 running.push(Running {
                     task: r.task.clone(),
@@ -263,6 +313,10 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
         running.into_iter().flat_map(|r| r.pumps).collect(),
         PUMP_DRAIN,
     );
+    let outcome = Outcome {
+        message: loss.annotate(&outcome.message),
+        ..outcome
+    };
     run.write_result(&outcome.state, &outcome.message)?;
     Ok(outcome)
 }

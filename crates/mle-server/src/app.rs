@@ -61,9 +61,8 @@ async fn envelope_rejections(req: Request, next: Next) -> Response {
     if !status.is_client_error() || json {
         return resp;
     }
-    let bytes = axum::body::to_bytes(resp.into_body(), 4096)
-        .await
-        .unwrap_or_default();
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes).trim().to_string();
     let kind = match status.as_u16() {
         401 => ApiStatus::Unauthenticated,
@@ -83,7 +82,14 @@ async fn envelope_rejections(req: Request, next: Next) -> Response {
     };
     let mut envelope = ErrorEnvelope::new(kind, message);
     envelope.error.code = status.as_u16();
-    (status, Json(envelope)).into_response()
+    let mut out = (status, Json(envelope)).into_response();
+    // The rejection's own headers stay (a 405's `Allow`), but not its body's.
+    for (name, value) in &parts.headers {
+        if name != CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 static REQUESTS: AtomicU64 = AtomicU64::new(0);

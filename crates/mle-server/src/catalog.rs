@@ -61,23 +61,31 @@ pub fn version_out(s: Stored<Version>) -> Version {
     v
 }
 
+/// Every version of `model` marked the default (one, once it has versions; see `defaults`).
+pub async fn defaults(
+    db: &Db,
+    project: &str,
+    model: &str,
+) -> Result<Vec<Stored<Version>>, DbError> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Vec<Stored<Version>> = db.list(Kind::Version, project, model, after, 100).await?;
+        let Some(last) = page.last() else {
+            return Ok(out);
+        };
+        after = last.seq;
+        out.extend(page.into_iter().filter(|r| r.value.is_default));
+    }
+}
+
 /// The model's default version, if it has one.
 pub async fn default_version(
     db: &Db,
     project: &str,
     model: &str,
 ) -> Result<Option<Stored<Version>>, DbError> {
-    let mut after = 0;
-    loop {
-        let recs: Vec<Stored<Version>> = db.list(Kind::Version, project, model, after, 100).await?;
-        if recs.is_empty() {
-            return Ok(None);
-        }
-        after = recs.last().map_or(after, |r| r.seq);
-        if let Some(r) = recs.into_iter().find(|r| r.value.is_default) {
-            return Ok(Some(r));
-        }
-    }
+    Ok(defaults(db, project, model).await?.into_iter().next())
 }
 
 /// The READY version a request addresses (the model's default when `version` is None).

@@ -93,7 +93,7 @@ fn parse<T: DeserializeOwned>(body: &str, what: impl FnOnce() -> String) -> Resu
     })
 }
 
-fn to_body<T: Serialize>(v: &T) -> Result<String, DbError> {
+pub(crate) fn to_body<T: Serialize>(v: &T) -> Result<String, DbError> {
     serde_json::to_string(v).map_err(|e| DbError::Corrupt {
         what: "a value cannot be stored".into(),
         detail: e.to_string(),
@@ -116,7 +116,7 @@ fn stored<T: DeserializeOwned>(r: Resource) -> Result<Stored<T>, DbError> {
 
 /// The one etag read-modify-write loop: `attempt` reads, changes and writes with the etag it
 /// read; a concurrent change (the store's `Conflict`) makes it start again from the read.
-async fn with_retry<T, F: Future<Output = Result<T, DbError>>>(
+pub(crate) async fn with_retry<T, F: Future<Output = Result<T, DbError>>>(
     mut attempt: impl FnMut() -> F,
 ) -> Result<T, DbError> {
     loop {
@@ -305,6 +305,11 @@ impl Db {
             Ok(s)
         })
         .await
+    }
+
+    /// Several resource changes as one transaction (all or none; see `mle_store::Change`).
+    pub async fn apply(&self, changes: &[mle_store::Change<'_>]) -> Result<(), DbError> {
+        Ok(self.store.apply(changes).await?)
     }
 
     /// Deletes a resource; with `children`, only when it has none of that kind.

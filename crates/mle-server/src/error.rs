@@ -36,10 +36,18 @@ impl From<StoreError> for ApiError {
                 ApiStatus::FailedPrecondition,
                 format!("{kind} '{id}' was modified concurrently; read it again"),
             ),
+            other if other.is_disk_full() => {
+                eprintln!("store error: {other}");
+                ApiError::Status(ApiStatus::Unavailable, DISK_FULL.into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
 }
+
+/// What a client is told when the server's disk is full (nothing was changed).
+pub const DISK_FULL: &str =
+    "the server's disk is full, so nothing was changed; try again once space is freed";
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
@@ -101,6 +109,10 @@ impl From<DbError> for PredictError {
         match e {
             DbError::Store(StoreError::NotFound { kind, id }) => {
                 Self::new(StatusCode::NOT_FOUND, format!("{kind} '{id}' not found"))
+            }
+            DbError::Store(e) if e.is_disk_full() => {
+                eprintln!("store error in prediction: {e}");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, DISK_FULL)
             }
             other => {
                 eprintln!("store error in prediction: {other}");

@@ -14,6 +14,7 @@ mod app;
 mod catalog;
 mod config;
 mod db;
+mod defaults;
 mod error;
 mod lifecycle;
 mod listen;

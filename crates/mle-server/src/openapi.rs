@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use mle_api::{
-    AcceleratorConfig, DataFormat, ErrorEnvelope, FieldViolation, GoalType, HyperparameterMetric,
-    HyperparameterOutput, HyperparameterSpec, Int32, Int64, Job, JobState, ParameterSpec,
-    ParameterType, PredictionInput, PredictionOutput, ReplicaConfig, ScaleTier, ScaleType,
-    Scheduling, TrainingInput, TrainingOutput, TuningAlgorithm,
+    AcceleratorConfig, DataFormat, ErrorEnvelope, FieldViolation, Framework, GoalType,
+    HyperparameterMetric, HyperparameterOutput, HyperparameterSpec, Int32, Int64, Job, JobState,
+    ParameterSpec, ParameterType, PredictionInput, PredictionOutput, ReplicaConfig, ScaleTier,
+    ScaleType, Scheduling, TrainingInput, TrainingOutput, TuningAlgorithm, VersionState,
 };
 use serde_json::{Value, json};
 
@@ -21,7 +21,15 @@ use crate::routes::predict::{
 };
 use crate::routes::versions::{VERSION, VERSIONS};
 
-/// A JSON schema describing the shape of `v` (objects, arrays and scalar types).
+/// An integer field: proto3 JSON writes 64-bit integers as strings, and the server reads
+/// either a number or a numeric string for every integer field.
+fn integer(format: &str) -> Value {
+    json!({"anyOf": [{"type": "string", "pattern": "^ *-?[0-9]{1,18} *$"}, {"type": "integer"}], "format": format})
+}
+
+/// A JSON schema describing the shape of `v` (objects, arrays and scalar types). In the fully
+/// populated values below, a string that holds an integer is an `Int64` field and every
+/// integer an `Int32` one (no other field is given such a value).
 fn schema_of(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
@@ -32,9 +40,10 @@ fn schema_of(v: &Value) -> Value {
         Value::Array(a) => {
             json!({"type": "array", "items": a.first().map(schema_of).unwrap_or(json!({}))})
         }
+        Value::String(s) if s.parse::<i64>().is_ok() => integer("int64"),
         Value::String(_) => json!({"type": "string"}),
         Value::Number(n) if n.is_f64() => json!({"type": "number"}),
-        Value::Number(_) => json!({"type": "integer"}),
+        Value::Number(_) => integer("int32"),
         Value::Bool(_) => json!({"type": "boolean"}),
         Value::Null => json!({}),
     }
@@ -124,7 +133,7 @@ fn full_job() -> Job {
         training_output: Some(TrainingOutput {
             completed_trial_count: Int64(1),
             trials: vec![HyperparameterOutput {
-                trial_id: "1".into(),
+                trial_id: "t".into(),
                 hyperparameters: BTreeMap::from([("p".to_string(), "0.5".to_string())]),
                 final_metric: Some(HyperparameterMetric {
                     training_step: Int64(1),
@@ -168,7 +177,7 @@ fn full_version() -> mle_api::Version {
         state: mle_api::VersionState::Ready,
         error_message: "e".into(),
         labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
-        etag: "1".into(),
+        etag: "e".into(),
     }
 }
 
@@ -180,7 +189,7 @@ fn full_model() -> mle_api::Model {
         regions: vec!["r".into()],
         online_prediction_logging: true,
         labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
-        etag: "1".into(),
+        etag: "e".into(),
     }
 }
 
@@ -225,113 +234,219 @@ pub fn spec() -> Value {
         ScaleType::UnitLogScale,
         ScaleType::UnitReverseLogScale,
     ]));
+    job["properties"]["predictionInput"]["properties"]["dataFormat"]["enum"] = json!(names(&[
+        DataFormat::DataFormatUnspecified,
+        DataFormat::Json,
+        DataFormat::Text,
+        DataFormat::TfRecord,
+        DataFormat::TfRecordGzip,
+        DataFormat::Csv,
+    ]));
+    let mut version = schema_of(&serde_json::to_value(full_version()).expect("versions serialise"));
+    version["properties"]["framework"]["enum"] = json!(names(&[
+        Framework::FrameworkUnspecified,
+        Framework::Mle,
+        Framework::Onnx,
+        Framework::Tensorflow,
+        Framework::ScikitLearn,
+        Framework::Xgboost,
+    ]));
+    version["properties"]["state"]["enum"] = json!(names(&[
+        VersionState::Unknown,
+        VersionState::Ready,
+        VersionState::Creating,
+        VersionState::Failed,
+        VersionState::Deleting,
+        VersionState::Updating,
+    ]));
+    let mut model = schema_of(&serde_json::to_value(full_model()).expect("models serialise"));
+    model["properties"]["defaultVersion"] = json!({"$ref": "#/components/schemas/Version"});
     let error = schema_of(
         &serde_json::to_value(ErrorEnvelope::invalid(vec![FieldViolation::new("f", "d")]))
             .expect("errors serialise"),
     );
-    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let ok = |schema: Value| json!({"description": "OK", "content": {"application/json": {"schema": schema}}});
-    let project =
-        json!({"name": "project", "in": "path", "required": true, "schema": {"type": "string"}});
-    let job_param = json!({"name": "job", "in": "path", "required": true, "schema": {"type": "string"}, "description": "job id; `POST` on `{job}:cancel` cancels the job"});
-    let job_ref = json!({"$ref": "#/components/schemas/Job"});
-    let q = |name: &str, t: &str, d: &str| json!({"name": name, "in": "query", "schema": {"type": t}, "description": d});
-    let model = schema_of(&serde_json::to_value(full_model()).expect("models serialise"));
-    let version = schema_of(&serde_json::to_value(full_version()).expect("versions serialise"));
-    let operation = schema_of(
-        &json!({"name": "n", "metadata": {"@type": "t", "operationType": "CREATE_VERSION", "modelName": "m", "createTime": "t", "endTime": "t"}, "done": true, "error": {"code": 3, "message": "m"}, "response": {}}),
-    );
-    let model_ref = json!({"$ref": "#/components/schemas/Model"});
-    let version_ref = json!({"$ref": "#/components/schemas/Version"});
-    let op_ref = json!({"$ref": "#/components/schemas/Operation"});
+    let operation = json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "metadata": {"type": "object"}, "done": {"type": "boolean"},
+        "error": {"type": "object", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}},
+        "response": {"type": "object"}}});
+    let schemas = json!({
+        "Job": job, "Error": error, "Model": model, "Version": version, "Operation": operation,
+        "PredictError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "PredictRequest": {"type": "object", "required": ["instances"], "properties": {"instances": {"type": "array", "items": {
+            "description": "a list of numbers in signature order, an object of named features, or a CSV line",
+            "anyOf": [{"type": "array", "items": {"type": "number"}}, {"type": "object"}, {"type": "string"}]}}}},
+        "PredictResponse": {"type": "object", "required": ["predictions"], "properties": {"predictions": {"type": "array", "items": {
+            "description": "a number (regression) or {classes, scores}"}}}},
+        "V2Tensor": {"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
+            "name": {"type": "string"}, "datatype": {"type": "string", "enum": ["FP32", "FP64", "FP16", "INT32", "INT64", "BYTES"]},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "data": {"type": "array", "description": "row-major values, flat or nested"}}},
+        "V2InferRequest": {"type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string"}, "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
+        "V2InferResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
+            "id": {"type": "string"}, "model_name": {"type": "string"}, "model_version": {"type": "string"},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
+        "V2Metadata": {"type": "object", "properties": {"name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"}, "inputs": {"type": "array"}, "outputs": {"type": "array"}}},
+        "LogsPage": {"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
+            "time": {"type": "number"}, "severity": {"type": "string"}, "task": {"type": "string"}, "trial": {"type": "string"}, "message": {"type": "string"}}}},
+            "nextPageToken": {"type": "string"}}},
+    });
+    let r = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let content = |schema: Value| json!({"application/json": {"schema": schema}});
+    let ok = |schema: Value| json!({"description": "OK", "content": content(schema)});
+    let err = |d: &str| json!({"description": d, "content": content(r("Error"))});
+    let predict_err = |d: &str| json!({"description": d, "content": content(r("PredictError"))});
+    // Prediction routes answer bad input in `{"error": ...}` (as CMLE does); a path that does
+    // not decode is refused before the handler, in the envelope.
+    let either = |d: &str| json!({"description": d, "content": content(json!({"anyOf": [r("Error"), r("PredictError")]}))});
+    let body =
+        |schema: Value, required: bool| json!({"required": required, "content": content(schema)});
+    let list = |key: &str, item: &str| {
+        ok(
+            json!({"type": "object", "properties": {key: {"type": "array", "items": r(item)}, "nextPageToken": {"type": "string"}}}),
+        )
+    };
     let path_param = |name: &str, d: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}, "description": d});
-    let predict_err = json!({"description": "bad input, unknown model or version, body over 1.5 MB", "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}});
-    let predict_body = json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {"instances": {"type": "array", "items": {"description": "a list of numbers in signature order, an object of named features, or a CSV line"}}}}}}});
-    let predict_ok = ok(
-        json!({"type": "object", "properties": {"predictions": {"type": "array", "items": {"description": "a number (regression) or {classes, scores}"}}}}),
-    );
-    let mut paths = serde_json::Map::new();
-    paths.insert(MODELS.into(), json!({
-        "parameters": [project.clone()],
-        "post": {"summary": "Create a model", "requestBody": {"content": {"application/json": {"schema": model_ref}}}, "responses": {"200": ok(model_ref.clone()), "400": err("invalid model"), "409": err("the model exists")}},
-        "get": {"summary": "List models", "parameters": [q("pageSize", "integer", "default 20, at most 100"), q("pageToken", "string", "")], "responses": {"200": ok(json!({"type": "object", "properties": {"models": {"type": "array", "items": model_ref}, "nextPageToken": {"type": "string"}}}))}},
-    }));
-    paths.insert(MODEL.into(), json!({
-        "parameters": [project.clone(), path_param("model", "model id; `POST` on `{model}:predict` predicts with the default version")],
-        "get": {"summary": "Get a model (with its default version)", "responses": {"200": ok(model_ref.clone()), "404": err("no such model")}},
-        "delete": {"summary": "Delete a model without versions", "responses": {"200": ok(op_ref.clone()), "400": err("the model has versions"), "404": err("no such model")}},
-        "patch": {"summary": "Update description/labels", "parameters": [q("updateMask", "string", "description,labels")], "responses": {"200": ok(op_ref.clone())}},
-        "post": {"summary": "`{model}:predict`", "requestBody": predict_body.clone(), "responses": {"200": predict_ok.clone(), "4XX": predict_err.clone()}},
-    }));
-    paths.insert(VERSIONS.into(), json!({
-        "parameters": [project.clone(), path_param("model", "model id")],
-        "post": {"summary": "Create a version from `deploymentUri` (copied); returns an operation", "requestBody": {"content": {"application/json": {"schema": version_ref}}}, "responses": {"200": ok(op_ref.clone()), "400": err("invalid version"), "404": err("no such model"), "409": err("the version exists")}},
-        "get": {"summary": "List versions", "responses": {"200": ok(json!({"type": "object", "properties": {"versions": {"type": "array", "items": version_ref}, "nextPageToken": {"type": "string"}}}))}},
-    }));
-    paths.insert(VERSION.into(), json!({
-        "parameters": [project.clone(), path_param("model", "model id"), path_param("version", "version id; `POST` on `{version}:predict` or `{version}:setDefault`")],
-        "get": {"summary": "Get a version", "responses": {"200": ok(version_ref.clone()), "404": err("no such version")}},
-        "delete": {"summary": "Delete a version (not the default while others remain)", "responses": {"200": ok(op_ref.clone())}},
-        "patch": {"summary": "Update description/labels", "parameters": [q("updateMask", "string", "description,labels")], "responses": {"200": ok(op_ref.clone())}},
-        "post": {"summary": "`{version}:predict` or `{version}:setDefault`", "requestBody": predict_body.clone(), "responses": {"200": predict_ok.clone(), "4XX": predict_err.clone()}},
-    }));
-    paths.insert(OPERATIONS.into(), json!({"parameters": [project.clone()], "get": {"summary": "List operations", "responses": {"200": ok(json!({"type": "object", "properties": {"operations": {"type": "array", "items": op_ref}}}))}}}));
-    paths.insert(OPERATION.into(), json!({"parameters": [project.clone(), path_param("operation", "operation id")], "get": {"summary": "Get an operation", "responses": {"200": ok(op_ref.clone()), "404": err("no such operation")}}}));
-    paths.insert(KSERVE_MODEL.into(), json!({
-        "parameters": [path_param("model", "model of project `default`; `POST` on `{model}:predict`")],
-        "get": {"summary": "KServe V1 model status", "responses": {"200": ok(json!({"type": "object", "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}}))}},
-        "post": {"summary": "KServe V1 `{model}:predict`", "requestBody": predict_body, "responses": {"200": predict_ok, "4XX": predict_err.clone()}},
-    }));
-    paths.insert(V2_LIVE.into(), json!({"get": {"summary": "V2 liveness (no authentication)", "security": [], "responses": {"200": {"description": "{\"live\": true}"}}}}));
-    paths.insert(V2_READY.into(), json!({"get": {"summary": "V2 readiness (no authentication)", "security": [], "responses": {"200": {"description": "{\"ready\": true}"}}}}));
-    paths.insert(V2_MODEL.into(), json!({"parameters": [path_param("model", "model of project `default`")], "get": {"summary": "V2 model metadata", "responses": {"200": {"description": "name, versions, platform, inputs, outputs"}, "4XX": predict_err.clone()}}}));
-    paths.insert(V2_MODEL_READY.into(), json!({"parameters": [path_param("model", "model of project `default`")], "get": {"summary": "V2 model readiness", "responses": {"200": {"description": "ready"}, "4XX": predict_err.clone()}}}));
-    let infer = json!({"summary": "V2 inference: one FP32 input tensor [N, features]", "responses": {"200": {"description": "outputs: `output` [N, width] FP32, and `label` [N] BYTES for classifiers"}, "4XX": predict_err}});
-    paths.insert(V2_INFER.into(), json!({"parameters": [path_param("model", "model of project `default`")], "post": infer.clone()}));
-    paths.insert(V2_VERSION_INFER.into(), json!({"parameters": [path_param("model", "model"), path_param("version", "version")], "post": infer}));
-    let mut doc = json!({
+    let q = |name: &str, t: &str, d: &str| json!({"name": name, "in": "query", "schema": {"type": t}, "description": d});
+    let paging = json!([
+        q("pageSize", "integer", "default 20, at most 100"),
+        q("pageToken", "string", "nextPageToken of the previous page")
+    ]);
+    let mask = |d: &str| json!([q("updateMask", "string", d)]);
+    let project = path_param("project", "project id");
+    let model_p = path_param("model", "model id");
+    let predicting = json!({"200": ok(r("PredictResponse")), "400": either("bad instances, no READY version, or a path that does not decode"),
+        "404": predict_err("no such model, version or method"), "413": predict_err("body over 1.5 MB")});
+    let infer = json!({"summary": "V2 inference: one input tensor [N, features]", "requestBody": body(r("V2InferRequest"), true),
+        "responses": {"200": ok(r("V2InferResponse")), "400": either("bad tensor, or no READY version"),
+                      "404": predict_err("no such model or version"), "413": predict_err("body over 1.5 MB")}});
+    let mut paths = json!({
+        "/healthz": {"get": {"summary": "Liveness (no authentication)", "security": [],
+            "responses": {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics",
+            "responses": {"200": {"description": "version 0.0.4 of the text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok(json!({"type": "object"}))}}},
+        JOBS: {
+            "parameters": [project],
+            "post": {"summary": "Create a job", "requestBody": body(r("Job"), true),
+                     "responses": {"200": ok(r("Job")), "400": err("invalid job (field violations)"), "409": err("the job id exists")}},
+            "get": {"summary": "List jobs in creation order",
+                    "parameters": [paging[0], paging[1], q("filter", "string", "state:STATE and/or jobId:prefix*")],
+                    "responses": {"200": list("jobs", "Job"), "400": err("bad paging or filter")}},
+        },
+        JOB: {
+            "parameters": [project, path_param("job", "job id; `POST` on `{job}:cancel` cancels the job")],
+            "get": {"summary": "Get a job", "responses": {"200": ok(r("Job")), "404": err("no such job")}},
+            "post": {"summary": "`{job}:cancel`: cancel a job", "responses": {"200": ok(json!({"type": "object"})), "400": err("the job has ended"), "404": err("no such job or method")}},
+            "patch": {"summary": "Update labels", "parameters": mask("must be `labels` (the default)"), "requestBody": body(r("Job"), true),
+                      "responses": {"200": ok(r("Job")), "400": err("bad mask or labels"), "404": err("no such job")}},
+        },
+        JOB_LOGS: {
+            "parameters": [project, path_param("job", "job id"), q("pageToken", "string", "where the previous page ended (its nextPageToken); every line is returned once")],
+            "get": {"summary": "The next log lines of every replica, in time order, at most about 1 MiB a page (mle extension)",
+                    "responses": {"200": ok(r("LogsPage")), "400": err("bad page token"), "404": err("no such job")}},
+        },
+        MODELS: {
+            "parameters": [project],
+            "post": {"summary": "Create a model", "requestBody": body(r("Model"), true),
+                     "responses": {"200": ok(r("Model")), "400": err("invalid model"), "409": err("the model exists")}},
+            "get": {"summary": "List models", "parameters": paging, "responses": {"200": list("models", "Model"), "400": err("bad paging")}},
+        },
+        MODEL: {
+            "parameters": [project, path_param("model", "model id; `POST` on `{model}:predict` predicts with the default version")],
+            "get": {"summary": "Get a model (with its default version)", "responses": {"200": ok(r("Model")), "404": err("no such model")}},
+            "delete": {"summary": "Delete a model without versions", "responses": {"200": ok(r("Operation")), "400": err("the model has versions"), "404": err("no such model")}},
+            "patch": {"summary": "Update description and/or labels", "parameters": mask("description,labels"), "requestBody": body(r("Model"), true),
+                      "responses": {"200": ok(r("Operation")), "400": err("bad mask or body"), "404": err("no such model")}},
+            "post": {"summary": "`{model}:predict`", "requestBody": body(r("PredictRequest"), true), "responses": predicting},
+        },
+        VERSIONS: {
+            "parameters": [project, model_p],
+            "post": {"summary": "Create a version from `deploymentUri` (copied); returns an operation", "requestBody": body(r("Version"), true),
+                     "responses": {"200": ok(r("Operation")), "400": err("invalid version"), "404": err("no such model"), "409": err("the version exists")}},
+            "get": {"summary": "List versions", "parameters": paging, "responses": {"200": list("versions", "Version"), "400": err("bad paging"), "404": err("no such model")}},
+        },
+        VERSION: {
+            "parameters": [project, model_p, path_param("version", "version id; `POST` on `{version}:predict` or `{version}:setDefault`")],
+            "get": {"summary": "Get a version", "responses": {"200": ok(r("Version")), "404": err("no such version")}},
+            "delete": {"summary": "Delete a version (not the default while others remain, not while CREATING)",
+                       "responses": {"200": ok(r("Operation")), "400": err("the version is the default or is being created"), "404": err("no such version")}},
+            "patch": {"summary": "Update description and/or labels", "parameters": mask("description,labels"), "requestBody": body(r("Version"), true),
+                      "responses": {"200": ok(r("Operation")), "400": err("bad mask or body"), "404": err("no such version")}},
+            "post": {"summary": "`{version}:predict` (the body is a PredictRequest) or `{version}:setDefault` (no body)",
+                     "requestBody": body(r("PredictRequest"), false),
+                     "responses": {"200": ok(json!({"anyOf": [r("PredictResponse"), r("Version")]})),
+                                   "400": either("bad instances, a version that is not READY, or a path that does not decode"),
+                                   "404": either("no such model, version or method"), "413": predict_err("body over 1.5 MB")}},
+        },
+        OPERATIONS: {"parameters": [project], "get": {"summary": "List operations", "parameters": paging,
+            "responses": {"200": list("operations", "Operation"), "400": err("bad paging")}}},
+        OPERATION: {"parameters": [project, path_param("operation", "operation id")],
+            "get": {"summary": "Get an operation", "responses": {"200": ok(r("Operation")), "404": err("no such operation")}}},
+        KSERVE_MODEL: {
+            "parameters": [path_param("model", "model of project `default`; `POST` on `{model}:predict`")],
+            "get": {"summary": "KServe V1 model status", "responses": {
+                "200": ok(json!({"type": "object", "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}})),
+                "404": predict_err("no such model")}},
+            "post": {"summary": "KServe V1 `{model}:predict`", "requestBody": body(r("PredictRequest"), true), "responses": predicting},
+        },
+        V2_LIVE: {"get": {"summary": "V2 liveness (no authentication)", "security": [],
+            "responses": {"200": ok(json!({"type": "object", "properties": {"live": {"type": "boolean"}}}))}}},
+        V2_READY: {"get": {"summary": "V2 readiness (no authentication)", "security": [],
+            "responses": {"200": ok(json!({"type": "object", "properties": {"ready": {"type": "boolean"}}}))}}},
+        V2_MODEL: {"parameters": [path_param("model", "model of project `default`")], "get": {"summary": "V2 model metadata",
+            "responses": {"200": ok(r("V2Metadata")), "400": either("no READY default version"), "404": predict_err("no such model")}}},
+        V2_MODEL_READY: {"parameters": [path_param("model", "model of project `default`")], "get": {"summary": "V2 model readiness",
+            "responses": {"200": ok(json!({"type": "object", "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}})),
+                          "400": either("no READY default version"), "404": predict_err("no such model")}}},
+        V2_INFER: {"parameters": [path_param("model", "model of project `default`")], "post": infer.clone()},
+        V2_VERSION_INFER: {"parameters": [path_param("model", "model"), path_param("version", "version")], "post": infer},
+    });
+    complete(&mut paths);
+    json!({
         "openapi": "3.0.3",
         "info": {"title": "mle job service (ml/v1 shapes)", "version": env!("CARGO_PKG_VERSION")},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "the token in <data-dir>/token"}},
-            "schemas": {"Job": job, "Error": error, "Model": model, "Version": version, "Operation": operation},
+            "schemas": schemas,
         },
         "security": [{"bearer": []}],
-        "paths": {
-            "/healthz": {"get": {"summary": "Liveness (no authentication)", "security": [], "responses": {"200": {"description": "ok"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text/plain; version=0.0.4"}, "401": err("no or bad token")}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
-            JOBS: {
-                "parameters": [project],
-                "post": {"summary": "Create a job", "requestBody": {"required": true, "content": {"application/json": {"schema": job_ref}}},
-                         "responses": {"200": ok(job_ref.clone()), "400": err("invalid job (field violations)"), "409": err("the job id exists")}},
-                "get": {"summary": "List jobs in creation order",
-                        "parameters": [q("pageSize", "integer", "default 20, at most 100"), q("pageToken", "string", "nextPageToken of the previous page"),
-                                       q("filter", "string", "state:STATE and/or jobId:prefix*")],
-                        "responses": {"200": ok(json!({"type": "object", "properties": {"jobs": {"type": "array", "items": job_ref}, "nextPageToken": {"type": "string"}}})),
-                                      "400": err("bad paging or filter")}},
-            },
-            JOB: {
-                "parameters": [project.clone(), job_param],
-                "get": {"summary": "Get a job", "responses": {"200": ok(job_ref.clone()), "404": err("no such job")}},
-                "post": {"summary": "`{job}:cancel`: cancel a job", "responses": {"200": ok(json!({"type": "object"})), "400": err("the job has ended"), "404": err("no such job")}},
-                "patch": {"summary": "Update labels", "parameters": [q("updateMask", "string", "must be `labels`")],
-                          "requestBody": {"content": {"application/json": {"schema": job_ref}}},
-                          "responses": {"200": ok(job_ref.clone()), "400": err("bad mask or labels"), "404": err("no such job")}},
-            },
-            JOB_LOGS: {
-                "parameters": [project, {"name": "job", "in": "path", "required": true, "schema": {"type": "string"}}, q("pageToken", "string", "where the previous page ended (its nextPageToken); every line is returned once")],
-                "get": {"summary": "The next log lines of every replica, in time order, at most about 1 MiB a page (mle extension)",
-                        "responses": {"200": ok(json!({"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
-                            "time": {"type": "number"}, "severity": {"type": "string"}, "task": {"type": "string"}, "trial": {"type": "string"}, "message": {"type": "string"}}}},
-                            "nextPageToken": {"type": "string"}}}))}},
-            },
-        },
-    });
-    if let Some(p) = doc["paths"].as_object_mut() {
-        p.extend(paths);
+        "paths": paths,
+    })
+}
+
+/// What every operation can answer besides its own responses, written once: 401 (in the
+/// envelope, from the token check) where a token is needed, and 400 where a path or query
+/// parameter may fail to decode (an invalid percent-encoding, non-UTF-8).
+fn complete(paths: &mut Value) {
+    let envelope = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let Some(paths) = paths.as_object_mut() else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let shared = item.get("parameters").cloned().unwrap_or(json!([]));
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in ops.iter_mut() {
+            if method == "parameters" {
+                continue;
+            }
+            let open = op.get("security").is_some_and(|s| s == &json!([]));
+            let has_params = shared.as_array().is_some_and(|a| !a.is_empty())
+                || op
+                    .get("parameters")
+                    .is_some_and(|p| p.as_array().is_some_and(|a| !a.is_empty()));
+            let responses = &mut op["responses"];
+            if !open {
+                responses["401"] = envelope("no or bad bearer token");
+            }
+            if has_params && responses.get("400").is_none() {
+                responses["400"] = envelope("a path or query parameter that does not decode");
+            }
+        }
     }
-    doc
 }
 
 #[cfg(test)]

@@ -64,6 +64,25 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether the database could not write because its disk is full (SQLite's `SQLITE_FULL`,
+    /// PostgreSQL's `disk_full` class 53100, or an `ENOSPC` from the file system).
+    pub fn is_disk_full(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        match self {
+            StoreError::Database(sqlx::Error::Database(d)) => {
+                let code = d.code();
+                // SQLite reports its primary result code 13 (SQLITE_FULL), possibly extended.
+                code.as_deref()
+                    .is_some_and(|c| c == "53100" || c.parse::<i64>().is_ok_and(|n| n & 0xff == 13))
+                    || d.message().contains("disk is full")
+            }
+            StoreError::Database(sqlx::Error::Io(e)) => e.raw_os_error() == Some(ENOSPC),
+            _ => false,
+        }
+    }
+}
+
 /// One job row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
@@ -396,6 +415,189 @@ impl Store {
     }
 }
 
+/// One step of [`Store::apply`]: a resource created, replaced or deleted.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// Creates a resource; `AlreadyExists` if the name is taken.
+    Insert {
+        /// `model`, `version` or `operation`.
+        kind: &'static str,
+        /// Project.
+        project: &'a str,
+        /// The model, for versions; empty otherwise.
+        parent: &'a str,
+        /// Its id.
+        name: &'a str,
+        /// The resource as JSON.
+        body: &'a str,
+    },
+    /// Replaces a resource's body if its etag is still `expected` (`Conflict` if not).
+    Update {
+        /// Kind.
+        kind: &'static str,
+        /// Project.
+        project: &'a str,
+        /// Parent.
+        parent: &'a str,
+        /// Id.
+        name: &'a str,
+        /// The etag the caller read.
+        expected: i64,
+        /// The new body.
+        body: &'a str,
+    },
+    /// Deletes a resource if its etag is still `expected`.
+    Delete {
+        /// Kind.
+        kind: &'static str,
+        /// Project.
+        project: &'a str,
+        /// Parent.
+        parent: &'a str,
+        /// Id.
+        name: &'a str,
+        /// The etag the caller read.
+        expected: i64,
+    },
+}
+
+type Conn = sqlx::AnyConnection;
+
+async fn insert_in(
+    c: &mut Conn,
+    kind: &'static str,
+    project: &str,
+    parent: &str,
+    name: &str,
+    body: &str,
+) -> Result<Resource, StoreError> {
+    let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM resources")
+        .fetch_one(&mut *c)
+        .await?
+        .try_get("next")?;
+    let inserted = sqlx::query(
+        "INSERT INTO resources (kind, project, parent, name, seq, etag, body) VALUES ($1, $2, $3, $4, $5, 1, $6)",
+    )
+    .bind(kind)
+    .bind(project)
+    .bind(parent)
+    .bind(name)
+    .bind(seq)
+    .bind(body)
+    .execute(&mut *c)
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) && !is_seq_collision(&e) => {
+            return Err(StoreError::AlreadyExists {
+                kind,
+                id: name.into(),
+            });
+        }
+        r => r?,
+    };
+    Ok(Resource {
+        kind: kind.into(),
+        project: project.into(),
+        parent: parent.into(),
+        name: name.into(),
+        seq,
+        etag: 1,
+        body: body.into(),
+    })
+}
+
+async fn get_in(
+    c: &mut Conn,
+    kind: &'static str,
+    project: &str,
+    parent: &str,
+    name: &str,
+) -> Result<Resource, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND project = $2 AND parent = $3 AND name = $4"
+    ))
+    .bind(kind)
+    .bind(project)
+    .bind(parent)
+    .bind(name)
+    .fetch_optional(&mut *c)
+    .await?;
+    match row {
+        Some(r) => Ok(resource_row(&r)?),
+        None => Err(StoreError::NotFound {
+            kind,
+            id: name.into(),
+        }),
+    }
+}
+
+/// `NotFound` when the row is gone, `Conflict` when it is there with another etag.
+async fn stale(
+    c: &mut Conn,
+    kind: &'static str,
+    project: &str,
+    parent: &str,
+    name: &str,
+    expected: i64,
+) -> StoreError {
+    match get_in(c, kind, project, parent, name).await {
+        Ok(_) => StoreError::Conflict {
+            kind,
+            id: name.into(),
+            expected,
+        },
+        Err(e) => e,
+    }
+}
+
+async fn update_in(
+    c: &mut Conn,
+    kind: &'static str,
+    project: &str,
+    parent: &str,
+    name: &str,
+    expected: i64,
+    body: &str,
+) -> Result<Resource, StoreError> {
+    let done = sqlx::query("UPDATE resources SET body = $1, etag = etag + 1 WHERE kind = $2 AND project = $3 AND parent = $4 AND name = $5 AND etag = $6")
+        .bind(body)
+        .bind(kind)
+        .bind(project)
+        .bind(parent)
+        .bind(name)
+        .bind(expected)
+        .execute(&mut *c)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(stale(c, kind, project, parent, name, expected).await);
+    }
+    get_in(c, kind, project, parent, name).await
+}
+
+async fn delete_in(
+    c: &mut Conn,
+    kind: &'static str,
+    project: &str,
+    parent: &str,
+    name: &str,
+    expected: Option<i64>,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM resources WHERE kind = $1 AND project = $2 AND parent = $3 AND name = $4 AND ($5 < 0 OR etag = $5)",
+    )
+    .bind(kind)
+    .bind(project)
+    .bind(parent)
+    .bind(name)
+    .bind(expected.unwrap_or(-1))
+    .execute(&mut *c)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(stale(c, kind, project, parent, name, expected.unwrap_or(-1)).await);
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates a model, version or operation; `AlreadyExists` if the name is taken.
     pub async fn insert_resource(
@@ -406,52 +608,13 @@ impl Store {
         name: &str,
         body: &str,
     ) -> Result<Resource, StoreError> {
-        retry_on_seq_collision(|| self.try_insert_resource(kind, project, parent, name, body)).await
-    }
-
-    async fn try_insert_resource(
-        &self,
-        kind: &'static str,
-        project: &str,
-        parent: &str,
-        name: &str,
-        body: &str,
-    ) -> Result<Resource, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM resources")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("next")?;
-        let inserted = sqlx::query(
-            "INSERT INTO resources (kind, project, parent, name, seq, etag, body) VALUES ($1, $2, $3, $4, $5, 1, $6)",
-        )
-        .bind(kind)
-        .bind(project)
-        .bind(parent)
-        .bind(name)
-        .bind(seq)
-        .bind(body)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) && !is_seq_collision(&e) => {
-                return Err(StoreError::AlreadyExists {
-                    kind,
-                    id: name.into(),
-                });
-            }
-            r => r?,
-        };
-        tx.commit().await?;
-        Ok(Resource {
-            kind: kind.into(),
-            project: project.into(),
-            parent: parent.into(),
-            name: name.into(),
-            seq,
-            etag: 1,
-            body: body.into(),
+        retry_on_seq_collision(|| async {
+            let mut tx = self.pool.begin().await?;
+            let r = insert_in(&mut tx, kind, project, parent, name, body).await?;
+            tx.commit().await?;
+            Ok(r)
         })
+        .await
     }
 
     /// Reads a model, version or operation.
@@ -462,22 +625,8 @@ impl Store {
         parent: &str,
         name: &str,
     ) -> Result<Resource, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND project = $2 AND parent = $3 AND name = $4"
-        ))
-        .bind(kind)
-        .bind(project)
-        .bind(parent)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(r) => Ok(resource_row(&r)?),
-            None => Err(StoreError::NotFound {
-                kind,
-                id: name.into(),
-            }),
-        }
+        let mut c = self.pool.acquire().await?;
+        get_in(&mut c, kind, project, parent, name).await
     }
 
     /// Resources of a kind under `parent`, in creation order after `after_seq`, at most `limit`.
@@ -528,39 +677,50 @@ impl Store {
         body: &str,
     ) -> Result<Resource, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE resources SET body = $1, etag = etag + 1 WHERE kind = $2 AND project = $3 AND parent = $4 AND name = $5 AND etag = $6")
-            .bind(body)
-            .bind(kind)
-            .bind(project)
-            .bind(parent)
-            .bind(name)
-            .bind(expected)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND project = $2 AND parent = $3 AND name = $4"
-        ))
-        .bind(kind)
-        .bind(project)
-        .bind(parent)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound {
-                kind,
-                id: name.into(),
-            });
-        };
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict {
-                kind,
-                id: name.into(),
-                expected,
-            });
-        }
+        let r = update_in(&mut tx, kind, project, parent, name, expected, body).await?;
         tx.commit().await?;
-        Ok(resource_row(&row)?)
+        Ok(r)
+    }
+
+    /// Several changes as one transaction: all of them happen, or (on the first that fails:
+    /// a stale etag, a taken name, a missing row) none.
+    pub async fn apply(&self, changes: &[Change<'_>]) -> Result<(), StoreError> {
+        retry_on_seq_collision(|| async {
+            let mut tx = self.pool.begin().await?;
+            for c in changes {
+                match *c {
+                    Change::Insert {
+                        kind,
+                        project,
+                        parent,
+                        name,
+                        body,
+                    } => {
+                        insert_in(&mut tx, kind, project, parent, name, body).await?;
+                    }
+                    Change::Update {
+                        kind,
+                        project,
+                        parent,
+                        name,
+                        expected,
+                        body,
+                    } => {
+                        update_in(&mut tx, kind, project, parent, name, expected, body).await?;
+                    }
+                    Change::Delete {
+                        kind,
+                        project,
+                        parent,
+                        name,
+                        expected,
+                    } => delete_in(&mut tx, kind, project, parent, name, Some(expected)).await?,
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes a resource; with `children = Some(kind)`, only when no resource of that kind
@@ -574,6 +734,9 @@ impl Store {
         children: Option<&'static str>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The row goes first: that waits for (PostgreSQL: locks out) a transaction that is
+        // adding a child under it, so the count below sees that child.
+        delete_in(&mut tx, kind, project, parent, name, None).await?;
         if let Some(child) = children {
             let n: i64 = sqlx::query(
                 "SELECT COUNT(*) AS n FROM resources WHERE kind = $1 AND project = $2 AND parent = $3",
@@ -591,21 +754,6 @@ impl Store {
                     children: child,
                 });
             }
-        }
-        let done = sqlx::query(
-            "DELETE FROM resources WHERE kind = $1 AND project = $2 AND parent = $3 AND name = $4",
-        )
-        .bind(kind)
-        .bind(project)
-        .bind(parent)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                kind,
-                id: name.into(),
-            });
         }
         tx.commit().await?;
         Ok(())

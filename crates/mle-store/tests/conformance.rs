@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use mle_store::{JobFilter, JobRecord, Store, StoreError};
+use mle_store::{Change, JobFilter, JobRecord, Store, StoreError};
 
 /// Concurrent inserts each get their own creation order; none is refused as a duplicate.
 async fn concurrent_inserts(s: &Store) {
@@ -175,6 +175,76 @@ async fn resources(s: &Store) {
         Err(StoreError::NotFound { .. })
     ));
     assert!(s.get_resource("model", "q", "", "iris").await.is_ok());
+    batches(s).await;
+}
+
+/// `apply`: every change of a batch happens, or none.
+async fn batches(s: &Store) {
+    let m = s
+        .insert_resource("model", "b", "", "m", "{}")
+        .await
+        .unwrap();
+    let insert = |name| Change::Insert {
+        kind: "version",
+        project: "b",
+        parent: "m",
+        name,
+        body: "{\"v\":1}",
+    };
+    let bump = |expected| Change::Update {
+        kind: "model",
+        project: "b",
+        parent: "",
+        name: "m",
+        expected,
+        body: "{\"n\":1}",
+    };
+    s.apply(&[bump(m.etag), insert("v1")]).await.unwrap();
+    assert_eq!(s.get_resource("model", "b", "", "m").await.unwrap().etag, 2);
+    // A stale etag anywhere in the batch: nothing of it happens.
+    assert!(matches!(
+        s.apply(&[insert("v2"), bump(m.etag)]).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        s.get_resource("version", "b", "m", "v2").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // A taken name: the model's update is undone too.
+    assert!(matches!(
+        s.apply(&[bump(2), insert("v1")]).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(s.get_resource("model", "b", "", "m").await.unwrap().etag, 2);
+    let v1 = s.get_resource("version", "b", "m", "v1").await.unwrap();
+    let delete = |expected| Change::Delete {
+        kind: "version",
+        project: "b",
+        parent: "m",
+        name: "v1",
+        expected,
+    };
+    assert!(matches!(
+        s.apply(&[bump(2), delete(v1.etag + 1)]).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    s.apply(&[bump(2), delete(v1.etag)]).await.unwrap();
+    assert!(matches!(
+        s.apply(&[delete(v1.etag)]).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Concurrent batches on one model: each one's etag check serialises them.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.apply(&[bump(3)]).await.is_ok() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
 }
 
 #[tokio::test]

@@ -12,18 +12,16 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use mle_api::{
-    ApiStatus, FieldViolation, Framework, Model, Operation, Version, VersionState, now_rfc3339,
-};
+use mle_api::{FieldViolation, Framework, Model, Operation, Version, VersionState, now_rfc3339};
 use serde_json::Value;
 
 use super::predict::predict_action;
 use super::{body, fields_mask, page, paged, resource_id};
-use crate::catalog::{default_version, source_dir, version_name, version_out};
+use crate::catalog::{source_dir, version_name, version_out};
 use crate::db::{Kind, Stored};
 use crate::error::{ApiError, PredictError};
-use crate::operations;
 use crate::state::AppState;
+use crate::{defaults, operations};
 
 /// Versions of a model.
 pub const VERSIONS: &str = "/v1/projects/{project}/models/{model}/versions";
@@ -75,20 +73,14 @@ async fn create(
 ) -> Result<Json<Operation>, ApiError> {
     let mut v: Version = body(raw, "version")?;
     let (id, source) = check_version(&s, &v)?;
-    s.db.get::<Model>(Kind::Model, &project, "", &model).await?;
-    let first =
-        s.db.list::<Version>(Kind::Version, &project, &model, 0, 1)
-            .await?
-            .is_empty();
     v.name = version_name(&project, &model, &id);
     v.state = VersionState::Creating;
     v.create_time = now_rfc3339();
-    v.is_default = first;
     v.error_message.clear();
     v.last_use_time.clear();
     v.etag.clear();
-    s.db.insert(Kind::Version, &project, &model, &id, &v)
-        .await?;
+    let v = defaults::create(&s.db, &project, &model, &id, &v).await?;
+    s.serving.forget_routes();
     let (op_id, op) =
         operations::start(&s.db, &project, "CREATE_VERSION", &model, Some(&v), false).await?;
     let serving = s.serving.clone();
@@ -134,29 +126,8 @@ async fn delete(
     State(s): State<Arc<AppState>>,
     Path((project, model, version)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let rec: Stored<Version> = s.db.get(Kind::Version, &project, &model, &version).await?;
-    if rec.value.state == VersionState::Creating {
-        // Its files are being copied and loaded: deleting now would leave them behind.
-        return Err(ApiError::Status(
-            ApiStatus::FailedPrecondition,
-            format!("version '{version}' is being created; delete it once it is READY or FAILED"),
-        ));
-    }
-    if rec.value.is_default {
-        let others =
-            s.db.list::<Version>(Kind::Version, &project, &model, 0, 2)
-                .await?;
-        if others.len() > 1 {
-            return Err(ApiError::Status(
-                ApiStatus::FailedPrecondition,
-                format!(
-                    "version '{version}' is the default; make another version the default first"
-                ),
-            ));
-        }
-    }
-    s.db.delete(Kind::Version, &project, &model, &version, None)
-        .await?;
+    let rec = defaults::delete(&s.db, &project, &model, &version).await?;
+    s.serving.forget_routes();
     s.serving.unload(&project, &model, &version);
     let v = version_out(rec);
     let (_, op) =
@@ -189,31 +160,6 @@ async fn patch(
     Ok(Json(serde_json::to_value(op).unwrap_or_default()))
 }
 
-async fn set_default(
-    s: &AppState,
-    project: &str,
-    model: &str,
-    version: &str,
-) -> Result<Version, ApiError> {
-    let target: Stored<Version> = s.db.get(Kind::Version, project, model, version).await?;
-    if target.value.state != VersionState::Ready {
-        return Err(ApiError::Status(
-            ApiStatus::FailedPrecondition,
-            format!("version '{version}' is not READY"),
-        ));
-    }
-    if let Some(old) = default_version(&s.db, project, model).await?
-        && old.name != version
-    {
-        s.serving
-            .update_version(project, model, &old.name, |v| v.is_default = false)
-            .await?;
-    }
-    Ok(s.serving
-        .update_version(project, model, version, |v| v.is_default = true)
-        .await?)
-}
-
 /// `POST {version}:setDefault` or `POST {version}:predict`.
 async fn action(
     State(s): State<Arc<AppState>>,
@@ -221,9 +167,11 @@ async fn action(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PredictError> {
     if let Some(version) = segment.strip_suffix(":setDefault") {
-        return Ok(match set_default(&s, &project, &model, version).await {
-            Ok(v) => Json(v).into_response(),
-            Err(e) => e.into_response(),
+        let set = defaults::set_default(&s.db, &project, &model, version).await;
+        s.serving.forget_routes();
+        return Ok(match set {
+            Ok(v) => Json(version_out(v)).into_response(),
+            Err(e) => ApiError::from(e).into_response(),
         });
     }
     predict_action(&s, &project, Some(&model), &segment, raw).await
