@@ -184,6 +184,20 @@ impl RunDir {
         out
     }
 
+    /// Why a run that has no result and no supervisor any more ended, as far as the run
+    /// directory tells: its disk is full (less than [`RESULT_RESERVE_BYTES`] free), or `None`
+    /// (then the supervisor was killed, or the machine restarted).
+    pub fn lost_to_full_disk(&self) -> Option<String> {
+        let st = nix::sys::statvfs::statvfs(&self.0).ok()?;
+        let free = u64::from(st.blocks_available()) * u64::from(st.fragment_size());
+        (free < RESULT_RESERVE_BYTES as u64).then(|| {
+            format!(
+                "the disk of the run directory {} is full ({free} bytes free), so the run could not record how it ended; free space and run it again",
+                self.0.display()
+            )
+        })
+    }
+
     /// Sets [`RESULT_RESERVE_BYTES`] aside in the run directory (best effort), so that a run
     /// whose disk fills up can still record how it ended.
     pub fn reserve_result_space(&self) {

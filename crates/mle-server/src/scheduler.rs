@@ -156,15 +156,14 @@ impl Scheduler {
         // Nothing is looking after this job: a server restart interrupted it, or its
         // supervisor died (SIGKILL, the OOM killer) and may have left replicas running.
         self.cfg.backend.reap(&run);
+        let why = run.lost_to_full_disk().unwrap_or_else(|| {
+            "The job's supervisor process disappeared (was the machine restarted?)".into()
+        });
         self.db
             .update_job(project, &job.job_id, |j| match j.state {
                 JobState::Preparing => transition(j, JobState::Queued),
                 JobState::Cancelling => transition(j, JobState::Cancelled),
-                _ => finish(
-                    j,
-                    JobState::Failed,
-                    "The job's supervisor process disappeared (was the machine restarted?)",
-                ),
+                _ => finish(j, JobState::Failed, &why),
             })
             .await?;
         Ok(0)

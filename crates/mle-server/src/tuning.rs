@@ -239,9 +239,9 @@ impl Studies {
             } else {
                 step.cfg.backend.reap(&tr);
                 trial.state = JobState::Failed;
-                trial.error_message =
-                    "the trial's supervisor process disappeared (was the machine restarted?)"
-                        .into();
+                trial.error_message = tr.lost_to_full_disk().unwrap_or_else(|| {
+                    "the trial's supervisor process disappeared (was the machine restarted?)".into()
+                });
                 trial.end_time = now_rfc3339();
             }
             return;
