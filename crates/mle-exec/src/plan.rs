@@ -189,6 +189,8 @@ impl RunDir {
     /// (then the supervisor was killed, or the machine restarted).
     pub fn lost_to_full_disk(&self) -> Option<String> {
         let st = nix::sys::statvfs::statvfs(&self.0).ok()?;
+        // The field types differ between platforms (u32 on some 32-bit ones).
+        #[allow(clippy::useless_conversion)]
         let free = u64::from(st.blocks_available()) * u64::from(st.fragment_size());
         (free < RESULT_RESERVE_BYTES as u64).then(|| {
             format!(
