@@ -864,7 +864,7 @@ fn replicas_do_not_outlive_a_killed_supervisor() {
     wait_gone(&marker, 10);
 }
 
-/// Cancel races: 120 submissions, half of them cancelled at random moments while others run.
+/// Cancel races: 200 submissions, half of them cancelled at random moments while others run.
 /// Every job ends; a job cancelled before it ever started never runs (its trainer would leave
 /// a marker); cancelled jobs hold no process.
 #[test]
@@ -873,7 +873,7 @@ fn a_job_cancelled_before_it_starts_never_runs() {
     let s = start_server(&dir.path().join("data"), &[], 2);
     let ran = dir.path().join("ran");
     std::fs::create_dir_all(&ran).unwrap();
-    let n = 120;
+    let n = 200;
     let script = format!("touch '{}'/$CLOUD_ML_JOB_ID; sleep 0.2", ran.display());
     // A fixed-seed LCG picks which jobs to cancel and when.
     let mut next = seeded(0x2545_f491_4f6c_dd1d);
@@ -930,22 +930,40 @@ fn a_job_cancelled_before_it_starts_never_runs() {
     wait_gone(&ran.display().to_string(), 10);
 }
 
-/// A trainer that prints 64 MiB of log lines: the logs feed returns them in pages of about
-/// 1 MiB (never the whole file in one answer), every line once.
+/// The server's peak resident memory (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// How much a flooding trainer prints.
+const FLOOD_BYTES: u64 = 1 << 30;
+/// What the server may hold at its peak while the flood is paged through (its log file is
+/// larger than this by far).
+const FLOOD_PEAK_RSS: u64 = 256 << 20;
+
+/// A trainer that prints 1 GiB of log lines: the logs feed returns them in pages of about
+/// 1 MiB (never the whole file in one answer), every line once, and the server's memory stays
+/// bounded while it pages through the whole file.
 #[test]
 fn a_flood_of_log_lines_is_served_in_bounded_pages() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_server(dir.path(), &[], 2);
-    let script = "head -c 67108864 /dev/zero | tr '\\0' x | fold -w 1023";
+    let script = format!("head -c {FLOOD_BYTES} /dev/zero | tr '\\0' x | fold -w 1023");
     let (code, v) = s.request(
         "POST",
         "/v1/projects/p/jobs",
-        Some(&shell_job("flood", script)),
+        Some(&shell_job("flood", &script)),
     );
     assert_eq!(code, 200, "{v}");
-    s.wait_state("flood", &["SUCCEEDED"], 120);
+    s.wait_state("flood", &["SUCCEEDED"], 600);
     let mut token = String::new();
-    let (mut lines, mut pages, mut biggest) = (0usize, 0, 0usize);
+    let (mut lines, mut pages, mut biggest) = (0u64, 0, 0usize);
     loop {
         let out = Command::new("curl")
             .args(["-s", "-H"])
@@ -965,21 +983,32 @@ fn a_flood_of_log_lines_is_served_in_bounded_pages() {
         lines += entries
             .iter()
             .filter(|e| e["message"].as_str().is_some_and(|m| m.len() == 1023))
-            .count();
+            .count() as u64;
         pages += 1;
         token = v["nextPageToken"].as_str().unwrap().to_string();
-        assert!(pages < 1000, "the feed does not end");
+        assert!(pages < 4000, "the feed does not end");
     }
     // fold cuts the stream into lines of 1023 characters (and a shorter last one).
-    assert_eq!(lines, 67_108_864 / 1023, "every line once");
-    assert!(pages >= 64, "{pages} pages");
+    assert_eq!(lines, FLOOD_BYTES / 1023, "every line once");
+    assert!(pages >= 1024, "{pages} pages");
     assert!(biggest < 3 << 20, "a page of {biggest} bytes");
+    let log = std::fs::metadata(s.data.join("runs/p/flood/logs/master-replica-0.log"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let peak = peak_rss(s.child.id());
+    eprintln!("log file {log} bytes, {pages} pages, server peak RSS {peak} bytes");
+    assert!(
+        peak < FLOOD_PEAK_RSS,
+        "the server's peak RSS was {peak} bytes"
+    );
 }
 
-/// Fault injection: a workload of jobs while the server is killed with -9 at pseudo-random
-/// moments (and restarted) and some supervisors are killed with -9 too. Every job ends in the
-/// state its fate calls for — a job whose supervisor was killed FAILS saying so, every other
-/// one SUCCEEDS — none is lost, and no trainer process is left.
+/// Fault injection: a workload of jobs (training, a tuning job, a batch prediction job) while
+/// the server is killed with -9 at pseudo-random moments (and restarted) and some training
+/// supervisors are killed with -9 too. Every job ends in the state its fate calls for — a job
+/// whose supervisor was killed FAILS saying so, every other one SUCCEEDS, the tuning job with
+/// all its trials and the batch job with all its predictions — none is lost, and no trainer
+/// process is left.
 #[test]
 fn jobs_end_right_when_the_server_and_supervisors_are_killed_at_random() {
     let dir = tempfile::tempdir().unwrap();
@@ -990,6 +1019,28 @@ fn jobs_end_right_when_the_server_and_supervisors_are_killed_at_random() {
     let mut next = seeded(0x9e37_79b9_7f4a_7c15);
     let mut killed_supervisors = std::collections::BTreeSet::new();
     let mut server_kills = 0;
+    // A tuning job of slow trials and a batch prediction job, across the kills below.
+    let trial = format!(
+        r#"sleep 1.5; echo {marker}; mkdir -p "$(dirname "$CLOUD_ML_HP_METRIC_FILE")"
+echo "{{\"loss\": \"0.$CLOUD_ML_TRIAL_ID\", \"global_step\": \"1\", \"timestamp\": \"1\"}}" > "$CLOUD_ML_HP_METRIC_FILE""#
+    );
+    let tuning = json!({"jobId": "fault_hp", "trainingInput": {
+        "masterConfig": {"containerCommand": ["sh", "-c", trial]},
+        "hyperparameters": {"goal": "MINIMIZE", "hyperparameterMetricTag": "loss", "maxTrials": 4,
+            "maxParallelTrials": 2, "algorithm": "GRID_SEARCH",
+            "params": [{"parameterName": "x", "type": "INTEGER", "minValue": 1, "maxValue": 4}]}}});
+    let job_dir = dir.path().join("abalone");
+    run_expect(&mut abalone_train(&job_dir, 50, 32), 0);
+    let rows = dir.path().join("rows.csv");
+    let row = "0.57,0.465,0.18,1.295,0.339,0.2225,0.44\n";
+    std::fs::write(&rows, row.repeat(5000)).unwrap();
+    let batch = json!({"jobId": "fault_batch", "predictionInput": {
+        "uri": job_dir.join("export/abalone"), "dataFormat": "TEXT",
+        "inputPaths": [rows], "outputPath": dir.path().join("predictions")}});
+    for body in [tuning, batch] {
+        let (code, v) = s.request("POST", "/v1/projects/p/jobs", Some(&body.to_string()));
+        assert_eq!(code, 200, "{v}");
+    }
     for i in 0..n {
         let id = format!("fault_{i}");
         let ms = 300 + next() % 900;
@@ -1020,6 +1071,11 @@ fn jobs_end_right_when_the_server_and_supervisors_are_killed_at_random() {
                         .into_iter()
                         .flatten()
                         .filter_map(|j| j["jobId"].as_str().map(String::from))
+                        // Training jobs only: the tuning and batch jobs must succeed.
+                        .filter(|j| {
+                            j.strip_prefix("fault_")
+                                .is_some_and(|i| i.parse::<u32>().is_ok())
+                        })
                         .filter(|j| !killed_supervisors.contains(j))
                         .collect();
                     if let Some(victim) = running.first() {
@@ -1061,11 +1117,25 @@ fn jobs_end_right_when_the_server_and_supervisors_are_killed_at_random() {
             assert_eq!(job["state"], "SUCCEEDED", "{id}: {job}");
         }
     }
+    let hp = s.wait_state("fault_hp", &["SUCCEEDED", "FAILED"], 120);
+    assert_eq!(hp["state"], "SUCCEEDED", "{hp}");
+    let trials = hp["trainingOutput"]["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4, "{hp}");
+    assert!(trials.iter().all(|t| t["state"] == "SUCCEEDED"), "{hp}");
+    let batch = s.wait_state("fault_batch", &["SUCCEEDED", "FAILED"], 120);
+    assert_eq!(
+        (
+            batch["state"].as_str(),
+            batch["predictionOutput"]["predictionCount"].as_str()
+        ),
+        (Some("SUCCEEDED"), Some("5000")),
+        "{batch}"
+    );
     wait_gone(&marker, 10);
     let (_, list) = s.request("GET", "/v1/projects/p/jobs?pageSize=100", None);
     assert_eq!(
         list["jobs"].as_array().unwrap().len(),
-        n as usize,
+        n as usize + 2,
         "none is lost"
     );
     assert!(
