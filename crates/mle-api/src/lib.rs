@@ -38,4 +38,4 @@ pub use tuning::{
     DEFAULT_METRIC_TAG, GoalType, HyperparameterMetric, HyperparameterOutput, HyperparameterSpec,
     Int32, ParameterSpec, ParameterType, ScaleType, TuningAlgorithm, validate_hyperparameters,
 };
-pub use validate::{parse_duration, valid_job_id, validate_job};
+pub use validate::{parse_duration, valid_job_id, valid_project_id, validate_job};

@@ -11,6 +11,14 @@ pub fn valid_job_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Project ids: letters, digits, '-' and '_', at most 63.
+pub fn valid_project_id(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 63
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 fn valid_label(s: &str, key: bool) -> bool {
     s.len() <= 63
         && (!key || s.chars().next().is_some_and(|c| c.is_ascii_lowercase()))

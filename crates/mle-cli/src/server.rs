@@ -4,13 +4,16 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::data_dir::default_data_dir;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 /// `mle server`'s flags.
 pub struct ServerArgs {
+    #[command(subcommand)]
+    command: Option<ServerCommand>,
     /// Address to listen on (`127.0.0.1:0` picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -50,6 +53,114 @@ pub struct ServerArgs {
     request_timeout: f64,
 }
 
+#[derive(Subcommand)]
+enum ServerCommand {
+    /// Named tokens of a data dir: each a principal with a role in some projects (works while
+    /// the server runs; a revoked token is refused from its next request on).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Create a token; prints it once on stdout (only its SHA-256 is stored).
+    Create {
+        /// The token's name (letters, digits and underscores, starting with a letter).
+        name: String,
+        /// viewer (read), modelUser (read models, predict), developer (viewer + modelUser +
+        /// submit and cancel jobs, create models and versions, patch labels) or admin
+        /// (everything in its projects, deletes and setDefault included).
+        #[arg(long, value_parser = ["viewer", "modelUser", "developer", "admin"])]
+        role: String,
+        /// A project the role holds in (repeatable).
+        #[arg(long = "project", value_name = "PROJECT", required = true)]
+        projects: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the tokens (names, roles, projects; never the tokens).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// The token's name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Which store the tokens live in.
+#[derive(Args)]
+struct StoreArgs {
+    /// The server's data dir [default: $MLE_DATA_DIR or ~/.mle].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The server's PostgreSQL URL, when it uses one.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+/// `mle server tokens ...`.
+fn tokens(cmd: TokensCommand) -> Result<i32> {
+    let store_args = match &cmd {
+        TokensCommand::Create { store, .. }
+        | TokensCommand::List { store }
+        | TokensCommand::Revoke { store, .. } => store,
+    };
+    let data_dir = store_args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let database = store_args.database.clone();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        if database.is_none() && !data_dir.is_dir() {
+            bail!(
+                "no data dir at {} (start `mle server` on it once, or pass --data-dir)",
+                data_dir.display()
+            );
+        }
+        let store = mle_server::open_store(&data_dir, database.as_deref())
+            .await
+            .context("opening the store")?;
+        match cmd {
+            TokensCommand::Create {
+                name,
+                role,
+                projects,
+                ..
+            } => {
+                let (info, token) =
+                    mle_server::create_token(&store, &name, &role, &projects).await?;
+                eprintln!(
+                    "token '{}' ({} in {}); it is shown once:",
+                    info.name,
+                    info.role,
+                    info.projects.join(", ")
+                );
+                println!("{token}");
+            }
+            TokensCommand::List { .. } => {
+                println!("{:<24} {:<10} {:<21} PROJECTS", "NAME", "ROLE", "CREATED");
+                for t in mle_server::list_tokens(&store).await? {
+                    println!(
+                        "{:<24} {:<10} {:<21} {}",
+                        t.name,
+                        t.role,
+                        t.create_time,
+                        t.projects.join(",")
+                    );
+                }
+            }
+            TokensCommand::Revoke { name, .. } => {
+                mle_server::revoke_token(&store, &name).await?;
+                eprintln!("token '{name}' revoked");
+            }
+        }
+        Ok(0)
+    })
+}
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
@@ -68,6 +179,9 @@ enum BackendKind {
 
 /// `mle server`: runs the job service until it is stopped.
 pub fn server(a: ServerArgs) -> Result<i32> {
+    if let Some(ServerCommand::Tokens(t)) = a.command {
+        return tokens(t);
+    }
     let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
     let mle_exe = std::env::current_exe().context("locating the mle binary")?;
     let backend = match a.backend {

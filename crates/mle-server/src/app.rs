@@ -1,6 +1,6 @@
 //! The HTTP app: `/healthz` and the V2 health checks without a token, every other route behind
-//! the bearer-token check, `/metrics`, `/openapi.json`, and a Google-envelope 404 for unknown
-//! routes.
+//! the access check (token → principal → the route's permission, audited), `/metrics`,
+//! `/openapi.json`, and a Google-envelope 404 for unknown routes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,36 +15,80 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mle_api::{ApiStatus, ErrorEnvelope};
 
+use crate::audit::Entry;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{openapi, routes};
+use crate::{access, openapi, routes, tokens};
 
+/// What the access check needs: the server admin's token and the state (store, audit log).
 #[derive(Clone)]
-struct Auth(Arc<String>);
+struct Gate {
+    admin: Arc<String>,
+    state: Arc<AppState>,
+}
 
-async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+/// The access check of every route but the health checks: the bearer token names a
+/// principal (401 if none), the route's need (`access::need`) must be granted (403 in the
+/// envelope if not, before any handler runs), and mutating and denied requests go into the
+/// audit log. The handlers find the principal in the request's extensions.
+async fn authorize(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let need = access::need(&method, &path);
     let given = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Constant-time comparison: do not leak how much of the token matched.
-    let ok = given.is_some_and(|g| {
-        g.len() == auth.0.len()
-            && g.bytes()
-                .zip(auth.0.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if ok {
-        next.run(req).await
-    } else {
-        ApiError::Status(
-            ApiStatus::Unauthenticated,
-            "missing or invalid bearer token".into(),
-        )
-        .into_response()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let audit = |principal: &str, status: u16| {
+        g.state.audit.record(&Entry {
+            principal,
+            project: need.project(),
+            method: method.as_str(),
+            resource: &path,
+            status,
+        })
+    };
+    let found = match given {
+        Some(t) => tokens::principal(&g.state.db, &g.admin, &t).await,
+        None => Ok(None),
+    };
+    let principal = match found {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            audit("anonymous", 401);
+            return ApiError::Status(
+                ApiStatus::Unauthenticated,
+                "missing or invalid bearer token".into(),
+            )
+            .into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if !principal.allowed(&need) {
+        audit(principal.name(), 403);
+        let why = match &need {
+            access::Need::Permission {
+                project,
+                permission,
+            } => format!(
+                "token '{}' does not hold {} in project '{project}'",
+                principal.name(),
+                permission.name()
+            ),
+            _ => "only the server admin's token may do this".to_string(),
+        };
+        return ApiError::Status(ApiStatus::PermissionDenied, why).into_response();
     }
+    let mutating = access::mutating(&method, &path);
+    let name = principal.name().to_string();
+    req.extensions_mut().insert(principal);
+    let resp = next.run(req).await;
+    if mutating {
+        audit(&name, resp.status().as_u16());
+    }
+    resp
 }
 
 /// Client errors that axum itself answers in plain text (a path or query that does not
@@ -131,10 +175,13 @@ pub fn app(state: Arc<AppState>, token: String) -> Router {
             "/openapi.json",
             get(|| async { axum::Json(openapi::spec()) }),
         )
-        .with_state(state)
+        .with_state(state.clone())
         .route_layer(middleware::from_fn_with_state(
-            Auth(Arc::new(token)),
-            require_token,
+            Gate {
+                admin: Arc::new(token),
+                state,
+            },
+            authorize,
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -307,6 +307,29 @@ impl Db {
         .await
     }
 
+    /// Adds a principal (`AlreadyExists` for a taken name).
+    pub async fn insert_principal(&self, p: &mle_store::PrincipalRecord) -> Result<(), DbError> {
+        Ok(self.store.insert_principal(p).await?)
+    }
+
+    /// The principal a token hash belongs to.
+    pub async fn principal_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<mle_store::PrincipalRecord>, DbError> {
+        Ok(self.store.principal_by_hash(hash).await?)
+    }
+
+    /// Every principal, by name.
+    pub async fn principals(&self) -> Result<Vec<mle_store::PrincipalRecord>, DbError> {
+        Ok(self.store.principals().await?)
+    }
+
+    /// Removes a principal.
+    pub async fn delete_principal(&self, name: &str) -> Result<(), DbError> {
+        Ok(self.store.delete_principal(name).await?)
+    }
+
     /// Several resource changes as one transaction (all or none; see `mle_store::Change`).
     pub async fn apply(&self, changes: &[mle_store::Change<'_>]) -> Result<(), DbError> {
         Ok(self.store.apply(changes).await?)

@@ -10,7 +10,9 @@
 //! app). Tests and other crates build the app with [`app`] (no socket needed) or start it
 //! with [`run`].
 
+mod access;
 mod app;
+mod audit;
 mod catalog;
 mod config;
 mod db;
@@ -26,12 +28,14 @@ mod routes;
 mod scheduler;
 mod serving;
 mod state;
+mod tokens;
 mod trials;
 mod tuning;
 
 pub use app::app;
 pub use config::{Config, Limits};
 pub use state::AppState;
+pub use tokens::{TokenError, TokenInfo, create_token, list_tokens, revoke_token};
 
 use std::path::Path;
 
@@ -155,13 +159,18 @@ pub enum ServerError {
     Db(#[from] db::DbError),
 }
 
+/// The store of a server: PostgreSQL at `database`, or the SQLite file in `data_dir`.
+pub async fn open_store(data_dir: &Path, database: Option<&str>) -> Result<Store, ServerError> {
+    Ok(match database {
+        Some(url) => Store::open(url).await?,
+        None => Store::open_dir(data_dir).await?,
+    })
+}
+
 /// Opens the store, starts the scheduler and serves on `listen`; prints the bound address.
 pub async fn run(listen: &str, cfg: Config, database: Option<&str>) -> Result<(), ServerError> {
     let _lock = claim_data_dir(&cfg.data_dir, listen)?;
-    let store = match database {
-        Some(url) => Store::open(url).await?,
-        None => Store::open_dir(&cfg.data_dir).await?,
-    };
+    let store = open_store(&cfg.data_dir, database).await?;
     let token = token(&cfg.data_dir)
         .map_err(|e| ServerError::Io(format!("token file in {}: {e}", cfg.data_dir.display())))?;
     let state = AppState::new(store, cfg);

@@ -19,6 +19,7 @@ use crate::routes::operations::{OPERATION, OPERATIONS};
 use crate::routes::predict::{
     KSERVE_MODEL, V2_INFER, V2_LIVE, V2_MODEL, V2_MODEL_READY, V2_READY, V2_VERSION_INFER,
 };
+use crate::routes::tokens::{TOKEN, TOKENS};
 use crate::routes::versions::{VERSION, VERSIONS};
 
 /// An integer field: proto3 JSON writes 64-bit integers as strings, and the server reads
@@ -288,6 +289,13 @@ pub fn spec() -> Value {
             "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
         "V2Metadata": {"type": "object", "properties": {"name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
             "platform": {"type": "string"}, "inputs": {"type": "array"}, "outputs": {"type": "array"}}},
+        "Permissions": {"type": "object", "properties": {"permissions": {"type": "array", "items": {"type": "string"},
+            "description": "IAM permission names (ml.jobs.create, ml.models.predict, ..., ml.versions.setDefault)"}}},
+        "Token": {"type": "object", "properties": {"name": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "modelUser", "developer", "admin"]},
+            "projects": {"type": "array", "items": {"type": "string"}}, "createTime": {"type": "string"},
+            "token": {"type": "string", "description": "only in the answer to a create, once"}}},
+        "NewToken": {"type": "object", "required": ["name", "role", "projects"], "properties": {"name": {"type": "string"},
+            "role": {"type": "string", "enum": ["viewer", "modelUser", "developer", "admin"]}, "projects": {"type": "array", "items": {"type": "string"}}}},
         "LogsPage": {"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
             "time": {"type": "number"}, "severity": {"type": "string"}, "task": {"type": "string"}, "trial": {"type": "string"}, "message": {"type": "string"}}}},
             "nextPageToken": {"type": "string"}}},
@@ -338,7 +346,9 @@ pub fn spec() -> Value {
         JOB: {
             "parameters": [project, path_param("job", "job id; `POST` on `{job}:cancel` cancels the job")],
             "get": {"summary": "Get a job", "responses": {"200": ok(r("Job")), "404": err("no such job")}},
-            "post": {"summary": "`{job}:cancel`: cancel a job", "responses": {"200": ok(json!({"type": "object"})), "400": err("the job has ended"), "404": err("no such job or method")}},
+            "post": {"summary": "`{job}:cancel` cancels the job; `{job}:testIamPermissions` answers which of the listed permissions the caller holds",
+                     "requestBody": body(r("Permissions"), false),
+                     "responses": {"200": ok(r("Permissions")), "400": err("the job has ended, or a bad body"), "404": err("no such job or method")}},
             "patch": {"summary": "Update labels", "parameters": mask("must be `labels` (the default)"), "requestBody": body(r("Job"), true),
                       "responses": {"200": ok(r("Job")), "400": err("bad mask or labels"), "404": err("no such job")}},
         },
@@ -359,7 +369,11 @@ pub fn spec() -> Value {
             "delete": {"summary": "Delete a model without versions", "responses": {"200": ok(r("Operation")), "400": err("the model has versions"), "404": err("no such model")}},
             "patch": {"summary": "Update description and/or labels", "parameters": mask("description,labels"), "requestBody": body(r("Model"), true),
                       "responses": {"200": ok(r("Operation")), "400": err("bad mask or body"), "404": err("no such model")}},
-            "post": {"summary": "`{model}:predict`", "requestBody": body(r("PredictRequest"), true), "responses": predicting},
+            "post": {"summary": "`{model}:predict`, or `{model}:testIamPermissions` (a Permissions body)",
+                     "requestBody": body(json!({"anyOf": [r("PredictRequest"), r("Permissions")]}), true),
+                     "responses": {"200": ok(json!({"anyOf": [r("PredictResponse"), r("Permissions")]})),
+                                   "400": either("bad instances or body, no READY version, or a path that does not decode"),
+                                   "404": predict_err("no such model, version or method"), "413": predict_err("body over 1.5 MB")}},
         },
         VERSIONS: {
             "parameters": [project, model_p],
@@ -400,6 +414,14 @@ pub fn spec() -> Value {
         V2_MODEL_READY: {"parameters": [path_param("model", "model of project `default`")], "get": {"summary": "V2 model readiness",
             "responses": {"200": ok(json!({"type": "object", "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}})),
                           "400": either("no READY default version"), "404": predict_err("no such model")}}},
+        TOKENS: {
+            "get": {"summary": "List the named tokens (server admin only; an mle extension)",
+                    "responses": {"200": ok(json!({"type": "object", "properties": {"tokens": {"type": "array", "items": r("Token")}}}))}},
+            "post": {"summary": "Create a named token; the answer holds it, once (server admin only)", "requestBody": body(r("NewToken"), true),
+                     "responses": {"200": ok(r("Token")), "400": err("bad name, role or projects"), "409": err("the name is taken")}},
+        },
+        TOKEN: {"parameters": [path_param("name", "token name")],
+            "delete": {"summary": "Revoke a token (server admin only)", "responses": {"200": ok(json!({"type": "object"})), "404": err("no such token")}}},
         V2_INFER: {"parameters": [path_param("model", "model of project `default`")], "post": infer.clone()},
         V2_VERSION_INFER: {"parameters": [path_param("model", "model"), path_param("version", "version")], "post": infer},
     });
@@ -416,9 +438,9 @@ pub fn spec() -> Value {
     })
 }
 
-/// What every operation can answer besides its own responses, written once: 401 (in the
-/// envelope, from the token check) where a token is needed, and 400 where a path or query
-/// parameter may fail to decode (an invalid percent-encoding, non-UTF-8).
+/// What every operation can answer besides its own responses, written once: 401 and 403 (in
+/// the envelope, from the access check) where a token is needed, and 400 where a path or
+/// query parameter may fail to decode (an invalid percent-encoding, non-UTF-8).
 fn complete(paths: &mut Value) {
     let envelope = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let Some(paths) = paths.as_object_mut() else {
@@ -441,6 +463,8 @@ fn complete(paths: &mut Value) {
             let responses = &mut op["responses"];
             if !open {
                 responses["401"] = envelope("no or bad bearer token");
+                responses["403"] =
+                    envelope("the token's role or projects do not allow this (see README, Access)");
             }
             if has_params && responses.get("400").is_none() {
                 responses["400"] = envelope("a path or query parameter that does not decode");

@@ -1,10 +1,11 @@
 //! The axum state every handler takes: the typed store, the configuration, serving (warm
-//! versions) and a handle on the scheduler (for cancels).
+//! versions), a handle on the scheduler (for cancels) and the audit log.
 
 use std::sync::Arc;
 
 use mle_store::Store;
 
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::db::Db;
 use crate::scheduler::Scheduler;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub serving: Arc<Serving>,
     /// The scheduling loop (not started by [`AppState::new`]).
     pub scheduler: Arc<Scheduler>,
+    /// The audit log.
+    pub audit: Audit,
 }
 
 impl AppState {
@@ -30,6 +33,7 @@ impl AppState {
         Arc::new(Self {
             serving: Serving::new(db.clone(), cfg.clone()),
             scheduler: Scheduler::new(db.clone(), cfg.clone()),
+            audit: Audit::new(&cfg.data_dir),
             db,
             cfg,
         })

@@ -345,3 +345,256 @@ async fn every_documented_operation_needs_the_token() {
     }
     assert!(checked >= 30, "only {checked} operations checked");
 }
+
+/// Who may call what: every operation of `/openapi.json` × {no token, revoked, viewer,
+/// modelUser, developer, admin, admin of another project, server admin}. The roles hold
+/// project `default` (the project KServe and V2 address too), the other admin `other`.
+/// Letters: v viewer, u modelUser, d developer, a admin, o the other project's admin (the
+/// server admin may do everything; no token and a revoked one always get 401). README's
+/// access table is this one.
+const MATRIX: &[(&str, &str, &str)] = &[
+    ("GET", "/metrics", ""),
+    ("GET", "/openapi.json", "vudao"),
+    ("GET", "/v1/tokens", ""),
+    ("POST", "/v1/tokens", ""),
+    ("DELETE", "/v1/tokens/{name}", ""),
+    ("POST", "/v1/projects/{project}/jobs", "da"),
+    ("GET", "/v1/projects/{project}/jobs", "vda"),
+    ("GET", "/v1/projects/{project}/jobs/{job}", "vda"),
+    ("POST", "/v1/projects/{project}/jobs/{job}:cancel", "da"),
+    (
+        "POST",
+        "/v1/projects/{project}/jobs/{job}:testIamPermissions",
+        "vudao",
+    ),
+    ("PATCH", "/v1/projects/{project}/jobs/{job}", "da"),
+    ("GET", "/v1/projects/{project}/jobs/{job}/logs", "vda"),
+    ("POST", "/v1/projects/{project}/models", "da"),
+    ("GET", "/v1/projects/{project}/models", "vuda"),
+    ("GET", "/v1/projects/{project}/models/{model}", "vuda"),
+    ("DELETE", "/v1/projects/{project}/models/{model}", "a"),
+    ("PATCH", "/v1/projects/{project}/models/{model}", "da"),
+    (
+        "POST",
+        "/v1/projects/{project}/models/{model}:predict",
+        "uda",
+    ),
+    (
+        "POST",
+        "/v1/projects/{project}/models/{model}:testIamPermissions",
+        "vudao",
+    ),
+    (
+        "POST",
+        "/v1/projects/{project}/models/{model}/versions",
+        "da",
+    ),
+    (
+        "GET",
+        "/v1/projects/{project}/models/{model}/versions",
+        "vuda",
+    ),
+    (
+        "GET",
+        "/v1/projects/{project}/models/{model}/versions/{version}",
+        "vuda",
+    ),
+    (
+        "DELETE",
+        "/v1/projects/{project}/models/{model}/versions/{version}",
+        "a",
+    ),
+    (
+        "PATCH",
+        "/v1/projects/{project}/models/{model}/versions/{version}",
+        "da",
+    ),
+    (
+        "POST",
+        "/v1/projects/{project}/models/{model}/versions/{version}:predict",
+        "uda",
+    ),
+    (
+        "POST",
+        "/v1/projects/{project}/models/{model}/versions/{version}:setDefault",
+        "a",
+    ),
+    ("GET", "/v1/projects/{project}/operations", "vda"),
+    (
+        "GET",
+        "/v1/projects/{project}/operations/{operation}",
+        "vda",
+    ),
+    ("GET", "/v1/models/{model}", "vuda"),
+    ("POST", "/v1/models/{model}:predict", "uda"),
+    ("GET", "/v2/models/{model}", "vuda"),
+    ("GET", "/v2/models/{model}/ready", "vuda"),
+    ("POST", "/v2/models/{model}/infer", "uda"),
+    ("POST", "/v2/models/{model}/versions/{version}/infer", "uda"),
+];
+
+#[tokio::test]
+async fn every_operation_answers_each_role_as_the_access_table_says() {
+    let a = new_app(false).await;
+    // The documented operations are exactly the table's (an action is a row of its own).
+    let doc = mle_server::openapi::spec();
+    let open = ["/healthz", "/v2/health/live", "/v2/health/ready"];
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for m in ["get", "post", "patch", "delete"] {
+            if item.get(m).is_some() && !open.contains(&path.as_str()) {
+                documented.insert((m.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let tabled: std::collections::BTreeSet<(String, String)> = MATRIX
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.split(':').next().unwrap().to_string()))
+        .collect();
+    assert_eq!(documented, tabled, "every documented operation has a row");
+    // The principals, made over REST by the server admin.
+    let mut tokens = std::collections::BTreeMap::new();
+    for (letter, role, project) in [
+        ('v', "viewer", "default"),
+        ('u', "modelUser", "default"),
+        ('d', "developer", "default"),
+        ('a', "admin", "default"),
+        ('o', "admin", "other"),
+        ('r', "admin", "default"),
+    ] {
+        let body = json!({"name": format!("t_{letter}"), "role": role, "projects": [project]});
+        let (code, v) = a.call("POST", "/v1/tokens", Some(body)).await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        assert_eq!(v["role"], role);
+        tokens.insert(letter, v["token"].as_str().unwrap().to_string());
+    }
+    let (code, _) = a.call("DELETE", "/v1/tokens/t_r", None).await;
+    assert_eq!(code, StatusCode::OK);
+    let revoked = tokens.remove(&'r').unwrap();
+    let mut denied = 0;
+    for (method, template, allowed) in MATRIX {
+        let uri = template
+            .replace("{project}", "default")
+            .replace("{job}", "j")
+            .replace("{model}", "m")
+            .replace("{version}", "v")
+            .replace("{operation}", "o")
+            .replace("{name}", "t_zz");
+        let body = || Body::from("{}");
+        for t in [None, Some(revoked.as_str())] {
+            let (code, v) = a.send(method, &uri, t, body()).await;
+            assert_eq!(code, StatusCode::UNAUTHORIZED, "{method} {uri} {t:?}: {v}");
+        }
+        for (letter, token) in &tokens {
+            let (code, v) = a.send(method, &uri, Some(token), body()).await;
+            if allowed.contains(*letter) {
+                assert!(
+                    code != StatusCode::FORBIDDEN && code != StatusCode::UNAUTHORIZED,
+                    "{letter} may {method} {uri}: {code} {v}"
+                );
+            } else {
+                assert_eq!(
+                    code,
+                    StatusCode::FORBIDDEN,
+                    "{letter} may not {method} {uri}: {v}"
+                );
+                assert_eq!(v["error"]["status"], "PERMISSION_DENIED", "{v}");
+                // Nothing about the resource: the same answer whether it exists or not.
+                let msg = v["error"]["message"].as_str().unwrap();
+                assert!(!msg.contains("not found") && !msg.contains("'m'"), "{msg}");
+                denied += 1;
+            }
+        }
+        let (code, v) = a.call(method, &uri, Some(json!({}))).await;
+        assert!(
+            code != StatusCode::FORBIDDEN && code != StatusCode::UNAUTHORIZED,
+            "the server admin may {method} {uri}: {code} {v}"
+        );
+    }
+    assert!(denied > 60, "{denied} denials checked");
+}
+
+#[tokio::test]
+async fn test_iam_permissions_answers_what_the_caller_holds_and_revoking_is_immediate() {
+    let a = new_app(false).await;
+    let (_, v) = a
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "dev", "role": "developer", "projects": ["p"]})),
+        )
+        .await;
+    let dev = v["token"].as_str().unwrap().to_string();
+    let ask = json!({"permissions": ["ml.jobs.create", "ml.models.delete", "ml.models.predict",
+                                     "ml.versions.setDefault", "no.such.permission"]})
+    .to_string();
+    let (code, v) = a
+        .send(
+            "POST",
+            "/v1/projects/p/models/m:testIamPermissions",
+            Some(&dev),
+            Body::from(ask.clone()),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["permissions"],
+        json!(["ml.jobs.create", "ml.models.predict"])
+    );
+    // In a project it does not hold: nothing.
+    let (_, v) = a
+        .send(
+            "POST",
+            "/v1/projects/q/jobs/j:testIamPermissions",
+            Some(&dev),
+            Body::from(ask),
+        )
+        .await;
+    assert_eq!(v["permissions"], json!([]));
+    // Bad token requests are 400s naming the field; a taken name is a 409.
+    for (body, field) in [
+        (
+            json!({"name": "9x", "role": "admin", "projects": ["p"]}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "role": "root", "projects": ["p"]}),
+            "role",
+        ),
+        (
+            json!({"name": "x", "role": "admin", "projects": []}),
+            "projects",
+        ),
+        (
+            json!({"name": "x", "role": "admin", "projects": ["a/b"]}),
+            "projects",
+        ),
+    ] {
+        let (code, v) = a.call("POST", "/v1/tokens", Some(body)).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(violation_field(&v), field, "{v}");
+    }
+    let (code, _) = a
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "dev", "role": "viewer", "projects": ["p"]})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    // The list shows names and roles, never a token or its hash.
+    let (_, list) = a.call("GET", "/v1/tokens", None).await;
+    assert_eq!(list["tokens"][0]["name"], "dev");
+    assert!(!list.to_string().contains(&dev));
+    let (code, _) = a
+        .send("GET", "/v1/projects/p/jobs", Some(&dev), Body::empty())
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    a.call("DELETE", "/v1/tokens/dev", None).await;
+    let (code, _) = a
+        .send("GET", "/v1/projects/p/jobs", Some(&dev), Body::empty())
+        .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _) = a.call("DELETE", "/v1/tokens/dev", None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}

@@ -14,6 +14,10 @@
 //! # Ok(()) }
 //! ```
 
+mod principals;
+
+pub use principals::PrincipalRecord;
+
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::routing::{get, post};
 use mle_api::{ApiStatus, FieldViolation, Job, JobState, now_rfc3339, valid_job_id, validate_job};
 use mle_exec::logs::{self, Cursor};
 use mle_store::JobFilter;
 use serde_json::{Value, json};
 
-use super::{body, invalid, page, paged, valid_project};
+use super::{body, invalid, page, paged, test_permissions, valid_project};
+use crate::access::Principal;
 use crate::db::DbError;
 use crate::error::ApiError;
 use crate::paths::{Need, checked};
@@ -158,8 +159,13 @@ async fn read(
 /// `POST .../jobs/{id}:cancel` (the verb rides on the last path segment).
 async fn action(
     State(s): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
     Path((project, segment)): Path<(String, String)>,
+    raw: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    if segment.ends_with(":testIamPermissions") {
+        return test_permissions(&who, &project, raw);
+    }
     let Some(job_id) = segment.strip_suffix(":cancel") else {
         return Err(ApiError::Status(
             ApiStatus::NotFound,

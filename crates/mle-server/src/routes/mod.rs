@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod models;
 pub mod operations;
 pub mod predict;
+pub mod tokens;
 pub mod versions;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use mle_api::FieldViolation;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::access::{Permission, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -30,7 +32,31 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(operations::router())
         .merge(predict::router())
         .layer(DefaultBodyLimit::max(predict::MAX_PREDICT_BYTES));
-    jobs::router().merge(serving)
+    jobs::router().merge(tokens::router()).merge(serving)
+}
+
+/// `POST {resource}:testIamPermissions`: of the permissions the body lists
+/// (`{"permissions": [...]}`), those the caller holds in `project` (unknown names are left
+/// out, as ml v1 does).
+pub(crate) fn test_permissions(
+    who: &Principal,
+    project: &str,
+    raw: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Ask {
+        #[serde(default)]
+        permissions: Vec<String>,
+    }
+    let ask: Ask = body(raw, "permissions")?;
+    let held: Vec<&str> = ask
+        .permissions
+        .iter()
+        .filter_map(|n| Permission::parse(n))
+        .filter(|p| who.may(project, *p))
+        .map(Permission::name)
+        .collect();
+    Ok(Json(json!({ "permissions": held })))
 }
 
 /// A 400 naming one field.
@@ -40,11 +66,7 @@ pub(crate) fn invalid(field: &str, why: impl Into<String>) -> ApiError {
 
 /// Project names: letters, digits, '-' and '_', at most 63.
 pub(crate) fn valid_project(p: &str) -> Result<(), ApiError> {
-    let ok = !p.is_empty()
-        && p.len() <= 63
-        && p.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
+    if mle_api::valid_project_id(p) {
         Ok(())
     } else {
         Err(invalid(

@@ -9,15 +9,18 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mle_api::{ApiStatus, Model};
 use mle_store::StoreError;
 use serde_json::Value;
 
 use super::predict::predict_action;
-use super::{body, fields_mask, page, paged, resource_id, valid_project};
+use super::{
+    body, fields_mask, invalid, page, paged, resource_id, test_permissions, valid_project,
+};
+use crate::access::Principal;
 use crate::catalog::{default_version, model_name, version_out};
 use crate::db::{DbError, Kind, Stored};
 use crate::error::{ApiError, PredictError};
@@ -138,11 +141,26 @@ async fn patch(
     Ok(Json(serde_json::to_value(op).unwrap_or_default()))
 }
 
-/// `POST {model}:predict`.
+/// `POST {model}:predict` or `POST {model}:testIamPermissions`.
 async fn action(
     State(s): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
     Path((project, segment)): Path<(String, String)>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PredictError> {
+    if segment.ends_with(":testIamPermissions") {
+        let parsed = raw
+            .map_err(|_| invalid("body", "cannot read the request body"))
+            .and_then(|b| {
+                serde_json::from_slice::<Value>(&b)
+                    .map_err(|e| invalid("body", format!("malformed JSON: {e}")))
+            });
+        return Ok(
+            match parsed.and_then(|v| test_permissions(&who, &project, Ok(Json(v)))) {
+                Ok(v) => v.into_response(),
+                Err(e) => e.into_response(),
+            },
+        );
+    }
     predict_action(&s, &project, None, &segment, raw).await
 }
