@@ -48,6 +48,16 @@ pub struct ServerArgs {
     /// connection may wait) before it is dropped.
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = positive_secs)]
     header_timeout: f64,
+    /// A program a job's `containerCommand` may start besides the mle binary and the Python
+    /// interpreter (repeatable; a name looked up on PATH, or a path). Anything else is refused
+    /// with a 400: a token that may submit jobs must not be a shell on this machine.
+    #[arg(long, value_name = "PROGRAM")]
+    allow_command: Vec<String>,
+    /// A variable of the server's environment that jobs get too (repeatable). Otherwise a
+    /// job's processes (and pip) see only PATH, HOME, LANG, LC_ALL, LC_CTYPE, TZ, TMPDIR and
+    /// the job's own variables (TF_CONFIG, CLOUD_ML_*, ...).
+    #[arg(long, value_name = "NAME")]
+    pass_env: Vec<String>,
     /// Seconds one request may take, body and answer included; slower ones get 408.
     #[arg(long, default_value = "120", value_name = "SECS", value_parser = positive_secs)]
     request_timeout: f64,
@@ -212,7 +222,24 @@ pub fn server(a: ServerArgs) -> Result<i32> {
         header_timeout: std::time::Duration::from_secs_f64(a.header_timeout),
         request_timeout: std::time::Duration::from_secs_f64(a.request_timeout),
     };
+    for c in &a.allow_command {
+        let found = if c.contains('/') {
+            std::path::Path::new(c).is_file()
+        } else {
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths)
+                .any(|d| d.join(c).is_file())
+        };
+        if !found {
+            bail!("--allow-command {c}: no such program (on PATH or at that path)");
+        }
+    }
     let cfg = mle_server::Config {
+        jobs: mle_server::JobPolicy {
+            allow_commands: a.allow_command.clone(),
+            pass_env: a.pass_env.clone(),
+        },
         limits,
         data_dir: data_dir.clone(),
         slots: a.slots.max(1),

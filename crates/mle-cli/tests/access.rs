@@ -150,3 +150,56 @@ fn named_tokens_work_survive_a_restart_and_revoking_is_final() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// A token that may submit jobs is not a shell: `containerCommand` starts only the mle binary
+/// and the Python interpreter unless the operator allows more, and a job sees none of the
+/// server's environment but what the operator passes.
+#[test]
+fn jobs_run_allowed_commands_only_and_without_the_servers_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MLE_TEST_SECRET", "s3cr3t-1"), ("PASSED_ON", "visible-2")];
+    let s = start_server_bare(&dir.path().join("a"), &env, 2, &[]);
+    let (code, v) = s.request(
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&shell_job("shell", "echo hi")),
+    );
+    assert_eq!(code, 400, "{v}");
+    let msg = v.to_string();
+    assert!(
+        msg.contains("job.training_input.master_config.container_command")
+            && msg.contains("--allow-command"),
+        "{msg}"
+    );
+    let job = serde_json::json!({"jobId": "abs", "trainingInput": {"masterConfig": {"containerCommand": ["/bin/sh", "-c", "true"]}}});
+    let (code, _) = s.request("POST", "/v1/projects/p/jobs", Some(&job.to_string()));
+    assert_eq!(code, 400, "a path to the same shell is refused too");
+    drop(s);
+
+    let flags: Vec<&std::ffi::OsStr> = ["--allow-command", "sh", "--pass-env", "PASSED_ON"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+    let s = start_server_bare(&dir.path().join("b"), &env, 2, &flags);
+    let (code, v) = s.request(
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&shell_job("env_dump", "env")),
+    );
+    assert_eq!(code, 200, "{v}");
+    s.wait_state("env_dump", &["SUCCEEDED"], 60);
+    let out = s
+        .cli()
+        .args(["jobs", "stream-logs", "env_dump", "--project", "p"])
+        .output()
+        .unwrap();
+    let logs = stdout(&out);
+    assert!(logs.contains("CLOUD_ML_JOB_ID=env_dump"), "{logs}");
+    assert!(logs.contains("TF_CONFIG="), "{logs}");
+    assert!(logs.contains("PASSED_ON=visible-2"), "{logs}");
+    assert!(
+        !logs.contains("s3cr3t-1") && !logs.contains("MLE_TEST_SECRET"),
+        "{logs}"
+    );
+    assert!(!logs.contains("MLE_DATA_DIR"), "{logs}");
+}

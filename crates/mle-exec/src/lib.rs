@@ -18,6 +18,7 @@
 //! to the contract above.
 
 mod backend;
+pub mod env;
 pub mod logs;
 mod plan;
 pub mod replica;

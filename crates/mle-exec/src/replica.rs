@@ -201,6 +201,8 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
     }
     let mut cmd = Command::new(&me.program);
     cmd.args(&me.args)
+        .env_clear()
+        .envs(crate::env::inherited())
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -213,6 +213,8 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
         let log: Arc<Mutex<dyn Write + Send>> = Arc::new(Mutex::new(log));
         let mut cmd = Command::new(&r.program);
         cmd.args(&r.args)
+            .env_clear()
+            .envs(crate::env::inherited())
             .envs(r.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

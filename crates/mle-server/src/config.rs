@@ -42,9 +42,73 @@ pub struct Config {
     pub backend: mle_exec::Backend,
     /// Connection limits and timeouts.
     pub limits: Limits,
+    /// What a job may run and see.
+    pub jobs: JobPolicy,
+}
+
+/// What a job may run and see (`mle server --allow-command`, `--pass-env`, `--run-as`).
+#[derive(Debug, Clone, Default)]
+pub struct JobPolicy {
+    /// Programs a `containerCommand` may start besides the `mle` binary and the Python
+    /// interpreter (names looked up on PATH, or paths).
+    pub allow_commands: Vec<String>,
+    /// Variables of the server's environment that jobs get too (beyond
+    /// `mle_exec::env::INHERITED`).
+    pub pass_env: Vec<String>,
+}
+
+/// `name` as the file it runs: a path as given, a bare name looked up on PATH; symlinks
+/// resolved.
+fn resolve(name: &str) -> Option<PathBuf> {
+    let p = std::path::Path::new(name);
+    if name.contains('/') {
+        return p.canonicalize().ok();
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|c| c.is_file())
+        .and_then(|c| c.canonicalize().ok())
 }
 
 impl Config {
+    /// Whether a `containerCommand` may start `program`: the `mle` binary, the Python
+    /// interpreter, or an `--allow-command`; the error names the flag.
+    pub fn command_allowed(&self, program: &str) -> Result<(), String> {
+        if program == "mle" {
+            return Ok(());
+        }
+        let refused = || {
+            let mut allowed = vec!["mle".to_string(), self.python.clone()];
+            allowed.extend(self.jobs.allow_commands.iter().cloned());
+            format!(
+                "'{program}' is not a command this server runs (allowed: {}; an operator adds more with mle server --allow-command)",
+                allowed.join(", ")
+            )
+        };
+        let Some(want) = resolve(program) else {
+            return Err(refused());
+        };
+        let allowed = [self.mle_exe.display().to_string(), self.python.clone()]
+            .into_iter()
+            .chain(self.jobs.allow_commands.iter().cloned());
+        if allowed.filter_map(|a| resolve(&a)).any(|a| a == want) {
+            Ok(())
+        } else {
+            Err(refused())
+        }
+    }
+
+    /// The `--pass-env` variables the server has, for a job's environment.
+    pub fn passed_env(&self) -> Vec<(String, String)> {
+        self.jobs
+            .pass_env
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+            .collect()
+    }
+
     /// A job's run directory: `<data-dir>/runs/<project>/<job>/`.
     pub fn run_dir(&self, project: &str, job_id: &str) -> mle_exec::RunDir {
         mle_exec::RunDir(self.data_dir.join("runs").join(project).join(job_id))

@@ -33,7 +33,7 @@ mod trials;
 mod tuning;
 
 pub use app::app;
-pub use config::{Config, Limits};
+pub use config::{Config, JobPolicy, Limits};
 pub use state::AppState;
 pub use tokens::{TokenError, TokenInfo, create_token, list_tokens, revoke_token};
 

@@ -250,7 +250,8 @@ pub fn plan_training(
     let single = workers == 0 && ps == 0;
     let job_json = snake_keys(serde_json::to_value(t).map_err(|e| e.to_string())?);
     let trainer = trainer(t, run, cfg, trial)?;
-    let mut env = trainer.env.clone();
+    let mut env = cfg.passed_env();
+    env.extend(trainer.env.iter().cloned());
     env.push(("CLOUD_ML_JOB_ID".into(), job.job_id.clone()));
     if let Some(tr) = trial {
         env.push(("CLOUD_ML_TRIAL_ID".into(), tr.id.clone()));

@@ -367,6 +367,11 @@ impl Scheduler {
                 .arg(target)
                 .arg("--")
                 .arg(local(uri))
+                // A package's setup.py is the job's code: it gets the job's environment, not
+                // the server's.
+                .env_clear()
+                .envs(mle_exec::env::inherited())
+                .envs(self.cfg.passed_env())
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())

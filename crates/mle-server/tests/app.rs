@@ -32,6 +32,7 @@ async fn new_app(allow_root: bool) -> App {
             mle_exe: "/bin/false".into(),
         },
         limits: Default::default(),
+        jobs: Default::default(),
     };
     let state = AppState::new(store, cfg);
     App {

@@ -112,8 +112,33 @@ pub fn start_server(data: &Path, env: &[(&str, &str)], slots: usize) -> Server {
     start_server_with(data, env, slots, &[])
 }
 
+/// The flags every test server gets: the tests' trainers are shell scripts (`sh` is not a
+/// command a server runs by default), and the variables a test gives the server (but
+/// `MLE_*`, the server's own) reach its jobs.
+fn test_flags(env: &[(&str, &str)]) -> Vec<std::ffi::OsString> {
+    let mut flags: Vec<std::ffi::OsString> = vec!["--allow-command".into(), "sh".into()];
+    for (k, _) in env.iter().filter(|(k, _)| !k.starts_with("MLE_")) {
+        flags.push("--pass-env".into());
+        flags.push(k.into());
+    }
+    flags
+}
+
 /// [`start_server`] with extra server flags.
 pub fn start_server_with(
+    data: &Path,
+    env: &[(&str, &str)],
+    slots: usize,
+    extra: &[&std::ffi::OsStr],
+) -> Server {
+    let mut flags = test_flags(env);
+    flags.extend(extra.iter().map(|f| f.to_os_string()));
+    let flags: Vec<&std::ffi::OsStr> = flags.iter().map(|f| f.as_os_str()).collect();
+    start_server_bare(data, env, slots, &flags)
+}
+
+/// A server with exactly the flags given (no [`test_flags`]).
+pub fn start_server_bare(
     data: &Path,
     env: &[(&str, &str)],
     slots: usize,

@@ -99,6 +99,29 @@ async fn check_resume(
 }
 
 /// The job dir and packages must pass the path policy.
+/// Every replica's `containerCommand` must start an allowed program (`--allow-command`).
+fn check_commands(s: &AppState, job: &Job) -> Vec<FieldViolation> {
+    let Some(t) = &job.training_input else {
+        return Vec::new();
+    };
+    [
+        ("master_config", &t.master_config),
+        ("worker_config", &t.worker_config),
+        ("parameter_server_config", &t.parameter_server_config),
+        ("evaluator_config", &t.evaluator_config),
+    ]
+    .into_iter()
+    .filter_map(|(name, c)| {
+        let program = c.as_ref()?.container_command.first()?;
+        let why = s.cfg.command_allowed(program).err()?;
+        Some(FieldViolation::new(
+            &format!("job.training_input.{name}.container_command"),
+            why,
+        ))
+    })
+    .collect()
+}
+
 fn check_paths(s: &AppState, job: &Job) -> Vec<FieldViolation> {
     let mut v = Vec::new();
     let Some(t) = &job.training_input else {
@@ -135,6 +158,7 @@ async fn create(
     violations.extend(check_slots(&s, &job));
     violations.extend(check_resume(&s, &project, &job).await?);
     violations.extend(check_paths(&s, &job));
+    violations.extend(check_commands(&s, &job));
     if !violations.is_empty() {
         return Err(ApiError::Invalid(violations));
     }
