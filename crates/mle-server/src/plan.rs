@@ -437,6 +437,7 @@ mod tests {
                 mle_exe: "/bin/mle".into(),
             },
             limits: Default::default(),
+            jobs: Default::default(),
         };
         let plan = plan_training(&job, &RunDir("/tmp/run".into()), &cfg, None).unwrap();
         let tasks: Vec<&str> = plan.replicas.iter().map(|r| r.task.as_str()).collect();
