@@ -32,7 +32,11 @@ async fn new_app(allow_root: bool) -> App {
             mle_exe: "/bin/false".into(),
         },
         limits: Default::default(),
-        jobs: Default::default(),
+        // The jobs these tests submit run `true` (they never start: no scheduler loop).
+        jobs: mle_server::JobPolicy {
+            allow_commands: vec!["true".into()],
+            ..Default::default()
+        },
     };
     let state = AppState::new(store, cfg);
     App {

@@ -112,11 +112,15 @@ pub fn start_server(data: &Path, env: &[(&str, &str)], slots: usize) -> Server {
     start_server_with(data, env, slots, &[])
 }
 
-/// The flags every test server gets: the tests' trainers are shell scripts (`sh` is not a
-/// command a server runs by default), and the variables a test gives the server (but
-/// `MLE_*`, the server's own) reach its jobs.
+/// The flags every test server gets: the tests' trainers are shell scripts and `true` or
+/// `sleep` (commands a server does not run by default), and the variables a test gives the
+/// server (but `MLE_*`, the server's own) reach its jobs.
 fn test_flags(env: &[(&str, &str)]) -> Vec<std::ffi::OsString> {
-    let mut flags: Vec<std::ffi::OsString> = vec!["--allow-command".into(), "sh".into()];
+    let mut flags: Vec<std::ffi::OsString> = Vec::new();
+    for c in ["sh", "true", "sleep"] {
+        flags.push("--allow-command".into());
+        flags.push(c.into());
+    }
     for (k, _) in env.iter().filter(|(k, _)| !k.starts_with("MLE_")) {
         flags.push("--pass-env".into());
         flags.push(k.into());
