@@ -53,6 +53,12 @@ pub struct ServerArgs {
     /// with a 400: a token that may submit jobs must not be a shell on this machine.
     #[arg(long, value_name = "PROGRAM")]
     allow_command: Vec<String>,
+    /// The user a job's replicas and pip run as, so that a trainer cannot read the data dir
+    /// (the token, the database, other jobs' logs) [default: nobody when the server runs as
+    /// root, otherwise the server's own user]. `--run-as` the server's own user (`root`) turns
+    /// the switch off. Local backend only: on Slurm, jobs run as the user that submits them.
+    #[arg(long, value_name = "USER")]
+    run_as: Option<String>,
     /// A variable of the server's environment that jobs get too (repeatable). Otherwise a
     /// job's processes (and pip) see only PATH, HOME, LANG, LC_ALL, LC_CTYPE, TZ, TMPDIR and
     /// the job's own variables (TF_CONFIG, CLOUD_ML_*, ...).
@@ -171,6 +177,36 @@ fn tokens(cmd: TokensCommand) -> Result<i32> {
     })
 }
 
+/// `--run-as`: the user named (or `nobody` for a server running as root), unless it is the
+/// server's own user.
+fn run_as(name: Option<&str>, local: bool) -> Result<Option<mle_server::RunAs>> {
+    let me = nix::unistd::geteuid();
+    let name = match name {
+        Some(n) => n,
+        None if me.is_root() && local => "nobody",
+        None => return Ok(None),
+    };
+    let user = nix::unistd::User::from_name(name)
+        .with_context(|| format!("--run-as {name}: looking the user up"))?
+        .with_context(|| format!("--run-as {name}: no such user"))?;
+    if user.uid == me {
+        return Ok(None);
+    }
+    if !local {
+        bail!(
+            "--run-as works with the local backend only (on Slurm, jobs run as the user that submits them)"
+        );
+    }
+    if !me.is_root() {
+        bail!("--run-as {name}: only a server running as root can run jobs as another user");
+    }
+    Ok(Some(mle_server::RunAs {
+        name: name.to_string(),
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    }))
+}
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
@@ -235,10 +271,15 @@ pub fn server(a: ServerArgs) -> Result<i32> {
             bail!("--allow-command {c}: no such program (on PATH or at that path)");
         }
     }
+    let run_as = run_as(a.run_as.as_deref(), matches!(a.backend, BackendKind::Local))?;
+    if let Some(u) = &run_as {
+        eprintln!("jobs run as user {} (uid {}, gid {})", u.name, u.uid, u.gid);
+    }
     let cfg = mle_server::Config {
         jobs: mle_server::JobPolicy {
             allow_commands: a.allow_command.clone(),
             pass_env: a.pass_env.clone(),
+            run_as,
         },
         limits,
         data_dir: data_dir.clone(),

@@ -203,3 +203,65 @@ fn jobs_run_allowed_commands_only_and_without_the_servers_environment() {
     );
     assert!(!logs.contains("MLE_DATA_DIR"), "{logs}");
 }
+
+/// As root, a server runs its jobs as an unprivileged user (`--run-as`, `nobody` by default):
+/// a trainer cannot read the token or the database, nor list the data dir, and the data dir's
+/// files are the server's alone.
+#[test]
+fn a_job_cannot_read_the_servers_token_or_database() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root, and this test must run there"
+        );
+        eprintln!("skipped: running jobs as another user needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.display().to_string();
+    let env = [("DATA", data_s.as_str())];
+    // The default --run-as (nobody), not the tests' usual --run-as root.
+    let flags: Vec<&std::ffi::OsStr> = ["--allow-command", "sh", "--pass-env", "DATA"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+    let s = start_server_bare(&data, &env, 2, &flags);
+    let script = r#"echo "uid=$(id -u)"
+cat "$DATA/token" || echo token-refused
+head -c 16 "$DATA/mle.db" > /dev/null || echo db-refused
+ls "$DATA" > /dev/null || echo list-refused
+echo work > "$HOME/probe" && echo home-writable"#;
+    let (code, v) = s.request(
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&shell_job("snoop", script)),
+    );
+    assert_eq!(code, 200, "{v}");
+    let done = s.wait_state("snoop", &["SUCCEEDED", "FAILED"], 60);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let out = s
+        .cli()
+        .args(["jobs", "stream-logs", "snoop", "--project", "p"])
+        .output()
+        .unwrap();
+    let logs = stdout(&out);
+    assert!(logs.contains("uid=65534"), "{logs}");
+    assert!(logs.contains("Permission denied"), "{logs}");
+    for refused in ["token-refused", "db-refused", "list-refused"] {
+        assert!(logs.contains(refused), "{refused}: {logs}");
+    }
+    assert!(logs.contains("home-writable"), "{logs}");
+    assert!(!logs.contains(&s.token()), "the token leaked: {logs}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        std::fs::metadata(data.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("token"), 0o600);
+    assert_eq!(mode("mle.db"), 0o600);
+    assert_eq!(mode(""), 0o711, "passable, not listable");
+}

@@ -42,13 +42,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
 /// Writes `path` until the file system refuses (ENOSPC); returns the bytes written.
 fn fill(path: &Path) -> u64 {
     let mut f = std::fs::File::create(path).unwrap();

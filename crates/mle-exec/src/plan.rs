@@ -30,6 +30,9 @@ pub struct JobPlan {
     pub max_running_secs: Option<f64>,
     /// Trial id to stamp on log lines.
     pub trial: Option<String>,
+    /// The user and group the replicas run as (`mle server --run-as`), when not the
+    /// supervisor's own.
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl JobPlan {
@@ -38,6 +41,7 @@ impl JobPlan {
         json!({
             "max_running_secs": self.max_running_secs,
             "trial": self.trial,
+            "run_as": self.run_as.map(|(u, g)| json!([u, g])),
             "replicas": self.replicas.iter().map(|r| json!({
                 "task": r.task, "program": r.program, "args": r.args,
                 "env": r.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
@@ -75,6 +79,13 @@ impl JobPlan {
             replicas,
             max_running_secs: v["max_running_secs"].as_f64(),
             trial: v["trial"].as_str().map(String::from),
+            run_as: match &v["run_as"] {
+                Value::Null => None,
+                ids => Some((
+                    u32::try_from(ids[0].as_u64()?).ok()?,
+                    u32::try_from(ids[1].as_u64()?).ok()?,
+                )),
+            },
         })
     }
 }
@@ -111,6 +122,42 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
 }
 
 impl RunDir {
+    /// `work/`: the replicas' working directory (and `HOME`) when they run as another user,
+    /// the one place of the run directory they may write.
+    pub fn work(&self) -> PathBuf {
+        self.0.join("work")
+    }
+
+    /// Opens the run directory to the user `ids` the job runs as: every directory from
+    /// `root` (the data dir) down to it may be passed through (mode 0711: nothing in them can
+    /// be listed, and their files stay the server's, mode 0600), and `work/` and `writable`
+    /// (inside the run directory) are created and owned by that user.
+    pub fn open_to(
+        &self,
+        root: &Path,
+        ids: (u32, u32),
+        writable: &[PathBuf],
+    ) -> Result<(), ExecError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut dir = self.0.as_path();
+        loop {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+                .map_err(io(dir))?;
+            if dir == root {
+                break;
+            }
+            match dir.parent() {
+                Some(p) if p.starts_with(root) => dir = p,
+                _ => break,
+            }
+        }
+        for d in std::iter::once(self.work()).chain(writable.iter().cloned()) {
+            std::fs::create_dir_all(&d).map_err(io(&d))?;
+            std::os::unix::fs::chown(&d, Some(ids.0), Some(ids.1)).map_err(io(&d))?;
+        }
+        Ok(())
+    }
+
     /// `plan.json`.
     pub fn plan(&self) -> PathBuf {
         self.0.join("plan.json")
@@ -315,8 +362,14 @@ mod tests {
             }],
             max_running_secs: Some(5.0),
             trial: None,
+            run_as: Some((65534, 65534)),
         };
-        assert_eq!(JobPlan::from_json(&plan.to_json()), Some(plan));
+        assert_eq!(JobPlan::from_json(&plan.to_json()), Some(plan.clone()));
+        let mine = JobPlan {
+            run_as: None,
+            ..plan
+        };
+        assert_eq!(JobPlan::from_json(&mine.to_json()), Some(mine));
     }
 
     #[test]

@@ -342,6 +342,7 @@ mod tests {
             .collect(),
             max_running_secs: None,
             trial: None,
+            run_as: None,
         };
         let tasks: Vec<&str> = rank_order(&plan)
             .into_iter()

@@ -2,6 +2,7 @@
 //! job's outcome.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -194,6 +195,9 @@ pub(crate) fn cancel_flag(run: &RunDir) -> Result<Arc<AtomicBool>, ExecError> {
 pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
     let cancel = cancel_flag(run)?;
     run.record_supervisor(std::process::id())?;
+    // The server's umask is 077; the replicas (which inherit this one) write their outputs
+    // with the usual permissions, and the logs stay private by their own mode.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     run.reserve_result_space();
     let loss = Arc::new(LogLoss::default());
     let plan: JobPlan = run.read_plan()?;
@@ -205,6 +209,7 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|source| ExecError::Io {
                 path: path.clone(),
@@ -223,6 +228,11 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
         if let Some(d) = &r.cwd {
             cmd.current_dir(d);
         }
+        if let Some((uid, gid)) = plan.run_as {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+
         match cmd.spawn() {
             Ok(mut child) => {
                 run.record_replica(child.id());
@@ -345,6 +355,7 @@ mod tests {
             replicas,
             max_running_secs: max,
             trial: Some("2".into()),
+            run_as: None,
         })
         .unwrap();
         let o = supervise(&rd).unwrap();

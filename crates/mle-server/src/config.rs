@@ -55,6 +55,19 @@ pub struct JobPolicy {
     /// Variables of the server's environment that jobs get too (beyond
     /// `mle_exec::env::INHERITED`).
     pub pass_env: Vec<String>,
+    /// The user replicas and pip run as (`--run-as`), when not the server's own.
+    pub run_as: Option<RunAs>,
+}
+
+/// An unprivileged user for jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
 }
 
 /// `name` as the file it runs: a path as given, a bare name looked up on PATH; symlinks

@@ -33,7 +33,7 @@ mod trials;
 mod tuning;
 
 pub use app::app;
-pub use config::{Config, JobPolicy, Limits};
+pub use config::{Config, JobPolicy, Limits, RunAs};
 pub use state::AppState;
 pub use tokens::{TokenError, TokenInfo, create_token, list_tokens, revoke_token};
 
@@ -72,14 +72,21 @@ pub fn token(data_dir: &Path) -> std::io::Result<String> {
 /// database and every job's logs), and locked for this server: a second server on the same
 /// data dir would launch the same jobs, so it is refused, naming the holder. The lock lives
 /// as long as the returned file.
-pub fn claim_data_dir(data_dir: &Path, listen: &str) -> Result<std::fs::File, ServerError> {
+pub fn claim_data_dir(
+    data_dir: &Path,
+    listen: &str,
+    traversable: bool,
+) -> Result<std::fs::File, ServerError> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let io = |what: &str, e: std::io::Error| {
         ServerError::Io(format!("{what} {}: {e}", data_dir.display()))
     };
     std::fs::create_dir_all(data_dir).map_err(|e| io("cannot create", e))?;
-    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+    // Jobs that run as another user must pass through it to their run directories (0711:
+    // nothing in it can be listed; its files are 0600).
+    let mode = if traversable { 0o711 } else { 0o700 };
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode))
         .map_err(|e| io("cannot make private", e))?;
     let path = data_dir.join("server.lock");
     let mut f = std::fs::OpenOptions::new()
@@ -130,10 +137,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let held = claim_data_dir(&data, "127.0.0.1:1").unwrap();
+        let held = claim_data_dir(&data, "127.0.0.1:1", false).unwrap();
         let mode = std::fs::metadata(&data).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-        let e = claim_data_dir(&data, "127.0.0.1:2")
+        let e = claim_data_dir(&data, "127.0.0.1:2", false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -141,7 +148,7 @@ mod tests {
             "{e}"
         );
         drop(held);
-        claim_data_dir(&data, "127.0.0.1:3").unwrap();
+        claim_data_dir(&data, "127.0.0.1:3", false).unwrap();
     }
 }
 
@@ -169,8 +176,16 @@ pub async fn open_store(data_dir: &Path, database: Option<&str>) -> Result<Store
 
 /// Opens the store, starts the scheduler and serves on `listen`; prints the bound address.
 pub async fn run(listen: &str, cfg: Config, database: Option<&str>) -> Result<(), ServerError> {
-    let _lock = claim_data_dir(&cfg.data_dir, listen)?;
+    // Everything the server writes is its own: the database, logs, model copies.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let _lock = claim_data_dir(&cfg.data_dir, listen, cfg.jobs.run_as.is_some())?;
     let store = open_store(&cfg.data_dir, database).await?;
+    // A database made before (or by an older server) may be readable by others.
+    for f in ["mle.db", "mle.db-wal", "mle.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let _ =
+            std::fs::set_permissions(cfg.data_dir.join(f), std::fs::Permissions::from_mode(0o600));
+    }
     let token = token(&cfg.data_dir)
         .map_err(|e| ServerError::Io(format!("token file in {}: {e}", cfg.data_dir.display())))?;
     let state = AppState::new(store, cfg);

@@ -249,9 +249,18 @@ pub fn plan_training(
     })?;
     let single = workers == 0 && ps == 0;
     let job_json = snake_keys(serde_json::to_value(t).map_err(|e| e.to_string())?);
-    let trainer = trainer(t, run, cfg, trial)?;
+    let mut trainer = trainer(t, run, cfg, trial)?;
     let mut env = cfg.passed_env();
     env.extend(trainer.env.iter().cloned());
+    // Another user's replicas live in the run's `work/`, the one place there they may write.
+    let work = match trial {
+        Some(tr) => run.trial(&tr.id).work(),
+        None => run.work(),
+    };
+    if cfg.jobs.run_as.is_some() {
+        env.push(("HOME".into(), work.display().to_string()));
+        trainer.cwd = Some(work);
+    }
     env.push(("CLOUD_ML_JOB_ID".into(), job.job_id.clone()));
     if let Some(tr) = trial {
         env.push(("CLOUD_ML_TRIAL_ID".into(), tr.id.clone()));
@@ -301,6 +310,7 @@ pub fn plan_training(
         replicas,
         max_running_secs,
         trial: trial.map(|t| t.id.clone()),
+        run_as: cfg.jobs.run_as.as_ref().map(|u| (u.uid, u.gid)),
     })
 }
 
@@ -391,6 +401,8 @@ pub fn plan_prediction(
         }],
         max_running_secs: None,
         trial: None,
+        // Only the mle binary, on the server's own files (stored versions): as the server.
+        run_as: None,
     }
 }
 

@@ -250,6 +250,14 @@ impl Scheduler {
         let _ = std::fs::remove_dir_all(&run.0);
         std::fs::create_dir_all(run.logs())
             .map_err(|e| format!("cannot create the run directory: {e}"))?;
+        if let Some(u) = &self.cfg.jobs.run_as {
+            run.open_to(
+                &self.cfg.data_dir,
+                (u.uid, u.gid),
+                &[run.0.join("packages")],
+            )
+            .map_err(|e| format!("cannot prepare the run directory for user {}: {e}", u.name))?;
+        }
         if let Some(t) = &job.training_input
             && !t.python_module.is_empty()
         {
@@ -354,7 +362,12 @@ impl Scheduler {
     ) -> Result<(), String> {
         let python = &self.cfg.python;
         for uri in uris {
-            let mut child = tokio::process::Command::new(python)
+            let mut cmd = tokio::process::Command::new(python);
+            if let Some(u) = &self.cfg.jobs.run_as {
+                cmd.uid(u.uid).gid(u.gid);
+            }
+            let home = target.parent().map(|r| r.join("work"));
+            let mut child = cmd
                 .args([
                     "-m",
                     "pip",
@@ -372,6 +385,10 @@ impl Scheduler {
                 .env_clear()
                 .envs(mle_exec::env::inherited())
                 .envs(self.cfg.passed_env())
+                .envs(
+                    home.filter(|_| self.cfg.jobs.run_as.is_some())
+                        .map(|h| ("HOME", h)),
+                )
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())

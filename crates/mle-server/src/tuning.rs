@@ -274,6 +274,19 @@ impl Step<'_> {
         let tr = self.run.trial(&trial.trial_id);
         std::fs::create_dir_all(tr.logs())
             .map_err(|e| format!("cannot create the trial's run directory: {e}"))?;
+        if let Some(u) = &self.cfg.jobs.run_as {
+            tr.open_to(
+                &self.cfg.data_dir,
+                (u.uid, u.gid),
+                &[tr.0.join("hypertune")],
+            )
+            .map_err(|e| {
+                format!(
+                    "cannot prepare the trial's run directory for user {}: {e}",
+                    u.name
+                )
+            })?;
+        }
         let t = TrialRun {
             id: trial.trial_id.clone(),
             // In the spec's order, as CMLE passes them.

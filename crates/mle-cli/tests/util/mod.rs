@@ -112,6 +112,14 @@ pub fn start_server(data: &Path, env: &[(&str, &str)], slots: usize) -> Server {
     start_server_with(data, env, slots, &[])
 }
 
+/// Whether the tests run as root (as CI does).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
 /// The flags every test server gets: the tests' trainers are shell scripts and `true` or
 /// `sleep` (commands a server does not run by default), and the variables a test gives the
 /// server (but `MLE_*`, the server's own) reach its jobs.
@@ -120,6 +128,12 @@ fn test_flags(env: &[(&str, &str)]) -> Vec<std::ffi::OsString> {
     for c in ["sh", "true", "sleep"] {
         flags.push("--allow-command".into());
         flags.push(c.into());
+    }
+    // As root, a server runs jobs as `nobody` unless told otherwise; the tests' job dirs are
+    // the test's own (private temporary directories), so their jobs run as the test's user.
+    if is_root() {
+        flags.push("--run-as".into());
+        flags.push("root".into());
     }
     for (k, _) in env.iter().filter(|(k, _)| !k.starts_with("MLE_")) {
         flags.push("--pass-env".into());
