@@ -28,6 +28,10 @@ pub struct Conn {
     /// Project.
     #[arg(long, env = "MLE_PROJECT", default_value = "default", global = true)]
     project: String,
+    /// The PEM certificate of the CA that signed an https server's certificate (a private CA;
+    /// without it, the usual public roots).
+    #[arg(long, env = "MLE_CA_CERT", value_name = "PEM", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     /// Output format of read commands.
     #[arg(long, value_enum, default_value = "table", global = true)]
     pub format: Format,
@@ -60,6 +64,32 @@ pub struct Client {
     base: String,
     token: String,
     project: String,
+    agent: ureq::Agent,
+}
+
+/// An agent that trusts only the CA in `pem`.
+fn agent_trusting(pem: &std::path::Path) -> Result<ureq::Agent> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(pem).with_context(|| format!("--ca-cert {}", pem.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = cert.with_context(|| format!("--ca-cert {}: not PEM", pem.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("--ca-cert {}", pem.display()))?;
+    }
+    if roots.is_empty() {
+        bail!("--ca-cert {}: no certificate in it", pem.display());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(ureq::AgentBuilder::new()
+        .tls_config(std::sync::Arc::new(cfg))
+        .build())
 }
 
 impl Client {
@@ -80,10 +110,15 @@ impl Client {
                     .to_string()
             }
         };
+        let agent = match &c.ca_cert {
+            Some(pem) => agent_trusting(pem)?,
+            None => ureq::agent(),
+        };
         Ok(Self {
             base: c.server.trim_end_matches('/').to_string(),
             token,
             project: c.project.clone(),
+            agent,
         })
     }
 
@@ -117,7 +152,9 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<Value> {
-        let req = ureq::request(method, &self.url(path))
+        let req = self
+            .agent
+            .request(method, &self.url(path))
             .set("Authorization", &format!("Bearer {}", self.token))
             .timeout(Duration::from_secs(60));
         let resp = match body {
@@ -127,12 +164,14 @@ impl Client {
         match resp {
             Ok(r) => Ok(r.into_json().context("reading the server's answer")?),
             Err(ureq::Error::Status(code, r)) => {
-                let v: Value = r.into_json().unwrap_or(Value::Null);
-                // The Google envelope, or prediction's `{"error": "..."}`.
+                let text = r.into_string().unwrap_or_default();
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                // The Google envelope, prediction's `{"error": "..."}`, or plain text (a TLS
+                // port asked in plain HTTP).
                 let msg = v["error"]["message"]
                     .as_str()
                     .or(v["error"].as_str())
-                    .unwrap_or("no message")
+                    .unwrap_or(text.trim())
                     .to_string();
                 bail!("the server refused ({code}): {msg}")
             }

@@ -53,6 +53,12 @@ pub struct ServerArgs {
     /// with a 400: a token that may submit jobs must not be a shell on this machine.
     #[arg(long, value_name = "PROGRAM")]
     allow_command: Vec<String>,
+    /// The PEM certificate chain to serve HTTPS with (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// The user a job's replicas and pip run as, so that a trainer cannot read the data dir
     /// (the token, the database, other jobs' logs) [default: nobody when the server runs as
     /// root, otherwise the server's own user]. `--run-as` the server's own user (`root`) turns
@@ -296,7 +302,16 @@ pub fn server(a: ServerArgs) -> Result<i32> {
         },
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(mle_server::run(&a.listen, cfg, a.database.as_deref()))
-        .context("server failed")?;
+    let tls = match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => Some(mle_server::TlsFiles { cert, key }),
+        _ => None,
+    };
+    rt.block_on(mle_server::run(
+        &a.listen,
+        cfg,
+        a.database.as_deref(),
+        tls.as_ref(),
+    ))
+    .context("server failed")?;
     Ok(0)
 }

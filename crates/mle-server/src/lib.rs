@@ -28,6 +28,7 @@ mod routes;
 mod scheduler;
 mod serving;
 mod state;
+mod tls;
 mod tokens;
 mod trials;
 mod tuning;
@@ -35,6 +36,7 @@ mod tuning;
 pub use app::app;
 pub use config::{Config, JobPolicy, Limits, RunAs};
 pub use state::AppState;
+pub use tls::TlsFiles;
 pub use tokens::{TokenError, TokenInfo, create_token, list_tokens, revoke_token};
 
 use std::path::Path;
@@ -175,7 +177,16 @@ pub async fn open_store(data_dir: &Path, database: Option<&str>) -> Result<Store
 }
 
 /// Opens the store, starts the scheduler and serves on `listen`; prints the bound address.
-pub async fn run(listen: &str, cfg: Config, database: Option<&str>) -> Result<(), ServerError> {
+pub async fn run(
+    listen: &str,
+    cfg: Config,
+    database: Option<&str>,
+    tls: Option<&TlsFiles>,
+) -> Result<(), ServerError> {
+    let tls = tls
+        .map(tls::acceptor)
+        .transpose()
+        .map_err(ServerError::Io)?;
     // Everything the server writes is its own: the database, logs, model copies.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let _lock = claim_data_dir(&cfg.data_dir, listen, cfg.jobs.run_as.is_some())?;
@@ -199,7 +210,13 @@ pub async fn run(listen: &str, cfg: Config, database: Option<&str>) -> Result<()
         .map_err(|e| ServerError::Io(e.to_string()))?;
     let files = listen::raise_open_files_limit();
     let limits = state.cfg.limits;
-    println!("mle server listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {addr} without TLS: tokens and predictions travel in clear text (use --tls-cert and --tls-key)"
+        );
+    }
+    println!("mle server listening on {scheme}://{addr}");
     if let Some(n) = files {
         eprintln!(
             "at most {} connections (open files limit {n}); headers within {} s, requests within {} s",
@@ -208,7 +225,7 @@ pub async fn run(listen: &str, cfg: Config, database: Option<&str>) -> Result<()
             limits.request_timeout.as_secs_f64()
         );
     }
-    listen::serve(listener, app(state, token), limits)
+    listen::serve(listener, app(state, token), limits, tls)
         .await
         .map_err(|e| ServerError::Io(e.to_string()))
 }

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::Limits;
+use crate::tls;
 
 /// Raises the soft limit of open files to the hard limit; returns the new soft limit.
 pub fn raise_open_files_limit() -> Option<u64> {
@@ -48,8 +49,27 @@ pub fn with_request_timeout(app: Router, limit: std::time::Duration) -> Router {
     ))
 }
 
-/// Serves `app` on `listener` forever under `limits`.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits) -> std::io::Result<()> {
+/// Serves one connection: HTTP/1.1 or HTTP/2 with the header-read timeout.
+async fn http<IO>(io: IO, app: Router, header_timeout: std::time::Duration)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let mut b = Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    b.http2().timer(TokioTimer::new());
+    let _ = b.serve_connection(TokioIo::new(io), service).await;
+}
+
+/// Serves `app` on `listener` forever under `limits`, over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
     let app = with_request_timeout(app, limits.request_timeout);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
@@ -66,16 +86,24 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits) -> std::i
             drop(stream);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let header_timeout = limits.header_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut b = Builder::new(TokioExecutor::new());
-            b.http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            b.http2().timer(TokioTimer::new());
-            let _ = b.serve_connection(TokioIo::new(stream), service).await;
+            let Some(acceptor) = tls else {
+                return http(stream, app, header_timeout).await;
+            };
+            // The handshake (and the first byte) within the header timeout too.
+            let first = tokio::time::timeout(header_timeout, tls::speaks_plain_http(&stream));
+            match first.await {
+                Ok(true) => return tls::refuse_plain_http(stream).await,
+                Ok(false) => {}
+                Err(_) => return,
+            }
+            if let Ok(Ok(s)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                http(s, app, header_timeout).await;
+            }
         });
     }
 }
