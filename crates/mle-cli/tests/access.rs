@@ -4,6 +4,8 @@
 
 mod util;
 
+use std::process::Command;
+
 use serde_json::Value;
 use util::*;
 
@@ -205,8 +207,8 @@ fn jobs_run_allowed_commands_only_and_without_the_servers_environment() {
 }
 
 /// As root, a server runs its jobs as an unprivileged user (`--run-as`, `nobody` by default):
-/// a trainer cannot read the token or the database, nor list the data dir, and the data dir's
-/// files are the server's alone.
+/// a trainer a developer submits cannot read the token or the database, nor list the data
+/// dir, and sees none of the server's variables; the data dir's files are the server's alone.
 #[test]
 fn a_job_cannot_read_the_servers_token_or_database() {
     if !is_root() {
@@ -220,24 +222,34 @@ fn a_job_cannot_read_the_servers_token_or_database() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_s = data.display().to_string();
-    let env = [("DATA", data_s.as_str())];
+    let env = [("DATA", data_s.as_str()), ("MLE_TEST_SECRET", "s3cr3t-3")];
     // The default --run-as (nobody), not the tests' usual --run-as root.
     let flags: Vec<&std::ffi::OsStr> = ["--allow-command", "sh", "--pass-env", "DATA"]
         .iter()
         .map(std::ffi::OsStr::new)
         .collect();
     let s = start_server_bare(&data, &env, 2, &flags);
+    let out = tokens(
+        &data,
+        &["create", "dev", "--role", "developer", "--project", "p"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dev = stdout(&out).trim().to_string();
     let script = r#"echo "uid=$(id -u)"
+env
 cat "$DATA/token" || echo token-refused
 head -c 16 "$DATA/mle.db" > /dev/null || echo db-refused
 ls "$DATA" > /dev/null || echo list-refused
 echo work > "$HOME/probe" && echo home-writable"#;
-    let (code, v) = s.request(
-        "POST",
-        "/v1/projects/p/jobs",
-        Some(&shell_job("snoop", script)),
-    );
-    assert_eq!(code, 200, "{v}");
+    let submit = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {dev}"))
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(shell_job("snoop", script))
+        .arg(format!("{}/v1/projects/p/jobs", s.url))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&submit), "200", "the developer's submission");
     let done = s.wait_state("snoop", &["SUCCEEDED", "FAILED"], 60);
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
     let out = s
@@ -252,6 +264,11 @@ echo work > "$HOME/probe" && echo home-writable"#;
         assert!(logs.contains(refused), "{refused}: {logs}");
     }
     assert!(logs.contains("home-writable"), "{logs}");
+    assert!(logs.contains("CLOUD_ML_JOB_ID=snoop"), "{logs}");
+    assert!(
+        !logs.contains("s3cr3t-3") && !logs.contains("MLE_"),
+        "{logs}"
+    );
     assert!(!logs.contains(&s.token()), "the token leaked: {logs}");
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &str| {
