@@ -80,90 +80,57 @@ impl Role {
     }
 }
 
-/// A permission, by its IAM name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum Permission {
-    JobsGet,
-    JobsList,
-    JobsCreate,
-    JobsCancel,
-    JobsUpdate,
-    ModelsGet,
-    ModelsList,
-    ModelsCreate,
-    ModelsUpdate,
-    ModelsDelete,
-    ModelsPredict,
-    VersionsGet,
-    VersionsList,
-    VersionsCreate,
-    VersionsUpdate,
-    VersionsDelete,
-    VersionsPredict,
-    VersionsSetDefault,
-    OperationsGet,
-    OperationsList,
+/// Declares [`Permission`], [`Permission::ALL`] and [`Permission::name`] from one list of
+/// variants and their IAM names.
+macro_rules! permissions {
+    ($($variant:ident => $name:literal,)*) => {
+        /// A permission, by its IAM name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Permission {
+            $(#[doc = $name] $variant,)*
+        }
+
+        impl Permission {
+            /// Every permission.
+            pub const ALL: &'static [Permission] = &[$(Permission::$variant,)*];
+
+            /// Its IAM name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Permission::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+permissions! {
+    JobsGet => "ml.jobs.get",
+    JobsList => "ml.jobs.list",
+    JobsCreate => "ml.jobs.create",
+    JobsCancel => "ml.jobs.cancel",
+    JobsUpdate => "ml.jobs.update",
+    ModelsGet => "ml.models.get",
+    ModelsList => "ml.models.list",
+    ModelsCreate => "ml.models.create",
+    ModelsUpdate => "ml.models.update",
+    ModelsDelete => "ml.models.delete",
+    ModelsPredict => "ml.models.predict",
+    VersionsGet => "ml.versions.get",
+    VersionsList => "ml.versions.list",
+    VersionsCreate => "ml.versions.create",
+    VersionsUpdate => "ml.versions.update",
+    VersionsDelete => "ml.versions.delete",
+    VersionsPredict => "ml.versions.predict",
+    VersionsSetDefault => "ml.versions.setDefault",
+    OperationsGet => "ml.operations.get",
+    OperationsList => "ml.operations.list",
 }
 
 impl Permission {
-    /// Every permission.
-    pub const ALL: [Permission; 20] = {
-        use Permission::*;
-        [
-            JobsGet,
-            JobsList,
-            JobsCreate,
-            JobsCancel,
-            JobsUpdate,
-            ModelsGet,
-            ModelsList,
-            ModelsCreate,
-            ModelsUpdate,
-            ModelsDelete,
-            ModelsPredict,
-            VersionsGet,
-            VersionsList,
-            VersionsCreate,
-            VersionsUpdate,
-            VersionsDelete,
-            VersionsPredict,
-            VersionsSetDefault,
-            OperationsGet,
-            OperationsList,
-        ]
-    };
-
-    /// Its IAM name.
-    pub fn name(self) -> &'static str {
-        use Permission::*;
-        match self {
-            JobsGet => "ml.jobs.get",
-            JobsList => "ml.jobs.list",
-            JobsCreate => "ml.jobs.create",
-            JobsCancel => "ml.jobs.cancel",
-            JobsUpdate => "ml.jobs.update",
-            ModelsGet => "ml.models.get",
-            ModelsList => "ml.models.list",
-            ModelsCreate => "ml.models.create",
-            ModelsUpdate => "ml.models.update",
-            ModelsDelete => "ml.models.delete",
-            ModelsPredict => "ml.models.predict",
-            VersionsGet => "ml.versions.get",
-            VersionsList => "ml.versions.list",
-            VersionsCreate => "ml.versions.create",
-            VersionsUpdate => "ml.versions.update",
-            VersionsDelete => "ml.versions.delete",
-            VersionsPredict => "ml.versions.predict",
-            VersionsSetDefault => "ml.versions.setDefault",
-            OperationsGet => "ml.operations.get",
-            OperationsList => "ml.operations.list",
-        }
-    }
-
     /// The permission named `s`.
     pub fn parse(s: &str) -> Option<Permission> {
-        Permission::ALL.into_iter().find(|p| p.name() == s)
+        Permission::ALL.iter().copied().find(|p| p.name() == s)
     }
 }
 
@@ -421,7 +388,8 @@ mod tests {
         use Permission::*;
         let names = |r: Role| -> Vec<&str> {
             Permission::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|p| r.grants(*p))
                 .map(Permission::name)
                 .collect()
@@ -439,7 +407,7 @@ mod tests {
             assert_eq!(Role::parse(r.name()), Some(r));
         }
         for p in Permission::ALL {
-            assert_eq!(Permission::parse(p.name()), Some(p));
+            assert_eq!(Permission::parse(p.name()), Some(*p));
         }
         let dev = Principal::Named {
             name: "d".into(),

@@ -120,6 +120,20 @@ pub fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
+/// Whether a test that needs root (`what` does) can run: as root, yes; elsewhere it is
+/// skipped with a line saying so — but never in CI, which runs as root.
+pub fn root_or_skip(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI runs as root, and this test ({what}) must run there"
+    );
+    eprintln!("skipped: {what} needs root");
+    false
+}
+
 /// The flags every test server gets: the tests' trainers are shell scripts and `true` or
 /// `sleep` (commands a server does not run by default), and the variables a test gives the
 /// server (but `MLE_*`, the server's own) reach its jobs.
