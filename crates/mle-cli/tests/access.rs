@@ -282,3 +282,40 @@ echo work > "$HOME/probe" && echo home-writable"#;
     assert_eq!(mode("mle.db"), 0o600);
     assert_eq!(mode(""), 0o711, "passable, not listable");
 }
+
+/// The launch contract holds for another user's jobs too: an unmodified Python sdist, pip
+/// installed as `nobody` and run as 8 replicas by it (their files are nobody's).
+#[test]
+fn a_python_sdist_job_runs_as_the_unprivileged_user() {
+    if !root_or_skip("running jobs as another user") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe");
+    let job = dir.path().join("job");
+    for d in [&probe, &job] {
+        std::fs::create_dir_all(d).unwrap();
+        // The job's user writes here, as it would write a bucket it was granted.
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    // The system's interpreter: the test venv's may live where nobody can reach (a pyenv
+    // build under /root), as an operator's interpreter must not.
+    let system_python = std::path::Path::new("/usr/bin/python3");
+    assert!(
+        system_python.exists(),
+        "/usr/bin/python3 (with pip) is needed: apt-get install python3-pip"
+    );
+    let env = probe_env(&probe, system_python);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let flags: Vec<&std::ffi::OsStr> = ["--pass-env", "PROBE_OUT", "--pass-env", "PROBE_EXPECT"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+    let s = start_server_bare(&dir.path().join("data"), &env, 8, &flags);
+    check_standard_1_launch_contract(&s, &probe, &job);
+    let owner = std::fs::metadata(probe.join("master-0.json"))
+        .unwrap()
+        .uid();
+    assert_eq!(owner, 65534, "the replicas ran as nobody");
+}

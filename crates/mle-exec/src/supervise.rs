@@ -263,9 +263,13 @@ pub fn supervise(run: &RunDir) -> Result<Outcome, ExecError> {
                 });
             }
             Err(e) => {
+                let who = plan
+                    .run_as
+                    .map(|(uid, _)| format!(" as uid {uid} (mle server --run-as)"))
+                    .unwrap_or_default();
                 outcome = Some(Outcome {
                     state: "FAILED".into(),
-                    message: format!("{} could not start {}: {e}", r.task, r.program),
+                    message: format!("{} could not start {}{who}: {e}", r.task, r.program),
                 });
                 break;
             }

@@ -396,7 +396,13 @@ impl Scheduler {
                 // Its own group: a build step pip starts goes with it when it is killed.
                 .process_group(0)
                 .spawn()
-                .map_err(|e| format!("cannot run {python} -m pip: {e}"))?;
+                .map_err(|e| match &self.cfg.jobs.run_as {
+                    Some(u) => format!(
+                        "cannot run {python} -m pip as user {} (--run-as; the interpreter must be one that user can run): {e}",
+                        u.name
+                    ),
+                    None => format!("cannot run {python} -m pip: {e}"),
+                })?;
             let mut stderr = child.stderr.take();
             let errors = tokio::spawn(async move {
                 use tokio::io::AsyncReadExt;
