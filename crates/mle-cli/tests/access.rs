@@ -319,3 +319,35 @@ fn a_python_sdist_job_runs_as_the_unprivileged_user() {
         .uid();
     assert_eq!(owner, 65534, "the replicas ran as nobody");
 }
+
+/// A job dir that does not exist yet is made for the job's user: the built-in trainer, run as
+/// nobody, writes its checkpoints and export there.
+#[test]
+fn a_missing_job_dir_is_made_for_the_jobs_user() {
+    if !root_or_skip("running jobs as another user") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server_bare(&dir.path().join("data"), &[], 2, &[]);
+    let job_dir = dir.path().join("jobs/abalone/run_1");
+    let (code, v) = s.request(
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&builtin_job("as_nobody", "BASIC", &job_dir, 20)),
+    );
+    assert_eq!(code, 200, "{v}");
+    let done = s.wait_state("as_nobody", &["SUCCEEDED", "FAILED"], 120);
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    assert_eq!(std::fs::metadata(&job_dir).unwrap().uid(), 65534);
+    let export = std::fs::read_dir(job_dir.join("export/abalone"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    assert_eq!(
+        export.metadata().unwrap().uid(),
+        65534,
+        "written by the job's user"
+    );
+}

@@ -26,7 +26,7 @@ pub mod slurm;
 mod supervise;
 
 pub use backend::Backend;
-pub use plan::{JobPlan, ReplicaPlan, RunDir};
+pub use plan::{JobPlan, ReplicaPlan, RunDir, make_dir_for};
 pub use replica::replica;
 pub use slurm::{Resources, Slurm};
 pub use supervise::{Outcome, stop_groups, supervise};

@@ -102,6 +102,30 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
 }
 
 /// Writes through a temporary sibling and a rename.
+/// Creates `dir` for the user `ids` when it does not exist (a job's `--job-dir`, which CMLE
+/// trainers expect to write): the directories made on the way are 0755 (whatever the
+/// server's umask), the last one is owned by that user. An existing `dir` is left as it is.
+pub fn make_dir_for(dir: &Path, ids: (u32, u32)) -> Result<(), ExecError> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.exists() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    for m in missing.iter().rev() {
+        std::fs::create_dir(m).map_err(io(m))?;
+        std::fs::set_permissions(m, std::fs::Permissions::from_mode(0o755)).map_err(io(m))?;
+    }
+    std::os::unix::fs::chown(dir, Some(ids.0), Some(ids.1)).map_err(io(dir))
+}
+
 /// The file holding the space set aside for `result.json` (see `reserve_result_space`).
 const RESULT_RESERVE: &str = "result.reserve";
 /// How much space is set aside: a result, its temporary copy, and file-system blocks.

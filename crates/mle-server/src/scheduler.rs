@@ -257,6 +257,13 @@ impl Scheduler {
                 &[run.0.join("packages")],
             )
             .map_err(|e| format!("cannot prepare the run directory for user {}: {e}", u.name))?;
+            // A job dir that does not exist yet is made for the job's user (who must write it).
+            if let Some(t) = &job.training_input
+                && !t.job_dir.is_empty()
+            {
+                mle_exec::make_dir_for(&local(&t.job_dir), (u.uid, u.gid))
+                    .map_err(|e| format!("cannot create the job dir for user {}: {e}", u.name))?;
+            }
         }
         if let Some(t) = &job.training_input
             && !t.python_module.is_empty()
