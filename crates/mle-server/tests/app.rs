@@ -603,3 +603,72 @@ async fn test_iam_permissions_answers_what_the_caller_holds_and_revoking_is_imme
     let (code, _) = a.call("DELETE", "/v1/tokens/dev", None).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_requests_that_race_or_overflow_are_refused_cleanly() {
+    let a = std::sync::Arc::new(new_app(false).await);
+    // Twelve creates of one name at once: one token, eleven 409s.
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let body = json!({"name": "same", "role": "viewer", "projects": ["p"]});
+                a.call("POST", "/v1/tokens", Some(body)).await.0
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(
+        codes.iter().filter(|c| **c == StatusCode::OK).count(),
+        1,
+        "{codes:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|c| *c == StatusCode::OK || *c == StatusCode::CONFLICT)
+    );
+    let (_, list) = a.call("GET", "/v1/tokens", None).await;
+    assert_eq!(list["tokens"].as_array().unwrap().len(), 1);
+    // A body past the limit, a name far too long, a body that is not UTF-8, wrong types.
+    let huge = json!({"name": "x".repeat(3 << 20), "role": "viewer", "projects": ["p"]});
+    let (code, _) = a.call("POST", "/v1/tokens", Some(huge)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let long = json!({"name": "x".repeat(200), "role": "viewer", "projects": ["p"]});
+    let (code, v) = a.call("POST", "/v1/tokens", Some(long)).await;
+    assert_eq!(
+        (code, violation_field(&v)),
+        (StatusCode::BAD_REQUEST, "name".into())
+    );
+    let (code, _) = a
+        .send(
+            "POST",
+            "/v1/tokens",
+            Some(TOKEN),
+            Body::from(vec![0xff, 0xfe, b'{']),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = a
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "t", "role": 7, "projects": "p"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    // A token in the Authorization header that is not even text is a 401, not a crash.
+    let req = Request::builder()
+        .uri("/v1/projects/p/jobs")
+        .header(
+            "Authorization",
+            axum::http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let resp = a.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
