@@ -254,10 +254,7 @@ impl Store {
         body: &str,
     ) -> Result<JobRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM jobs")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("next")?;
+        let seq = next_seq(&mut tx, "jobs").await?;
         let inserted = sqlx::query(
             "INSERT INTO jobs (project, job_id, seq, state, etag, create_time, body) VALUES ($1, $2, $3, $4, 1, $5, $6)",
         )
@@ -269,15 +266,7 @@ impl Store {
         .bind(body)
         .execute(&mut *tx)
         .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) && !is_seq_collision(&e) => {
-                return Err(StoreError::AlreadyExists {
-                    kind: "job",
-                    id: job_id.into(),
-                });
-            }
-            r => r?,
-        };
+        inserted_or_exists(inserted, "job", job_id)?;
         tx.commit().await?;
         Ok(JobRecord {
             project: project.into(),
@@ -467,6 +456,36 @@ pub enum Change<'a> {
 
 type Conn = sqlx::AnyConnection;
 
+/// The next creation order of `table` (`jobs` or `resources`), inside the inserting
+/// transaction; a concurrent insert that read the same one collides on `seq` and is retried
+/// by [`retry_on_seq_collision`].
+async fn next_seq(c: &mut Conn, table: &'static str) -> Result<i64, StoreError> {
+    Ok(sqlx::query(&format!(
+        "SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM {table}"
+    ))
+    .fetch_one(&mut *c)
+    .await?
+    .try_get("next")?)
+}
+
+/// An insert's outcome: a taken id is `AlreadyExists`; a lost race for the creation order
+/// stays a database error, for [`retry_on_seq_collision`].
+fn inserted_or_exists(
+    r: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+    kind: &'static str,
+    id: &str,
+) -> Result<(), StoreError> {
+    match r {
+        Err(e) if is_unique_violation(&e) && !is_seq_collision(&e) => {
+            Err(StoreError::AlreadyExists {
+                kind,
+                id: id.into(),
+            })
+        }
+        r => r.map(|_| ()).map_err(StoreError::from),
+    }
+}
+
 async fn insert_in(
     c: &mut Conn,
     kind: &'static str,
@@ -475,10 +494,7 @@ async fn insert_in(
     name: &str,
     body: &str,
 ) -> Result<Resource, StoreError> {
-    let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM resources")
-        .fetch_one(&mut *c)
-        .await?
-        .try_get("next")?;
+    let seq = next_seq(c, "resources").await?;
     let inserted = sqlx::query(
         "INSERT INTO resources (kind, project, parent, name, seq, etag, body) VALUES ($1, $2, $3, $4, $5, 1, $6)",
     )
@@ -490,15 +506,7 @@ async fn insert_in(
     .bind(body)
     .execute(&mut *c)
     .await;
-    match inserted {
-        Err(e) if is_unique_violation(&e) && !is_seq_collision(&e) => {
-            return Err(StoreError::AlreadyExists {
-                kind,
-                id: name.into(),
-            });
-        }
-        r => r?,
-    };
+    inserted_or_exists(inserted, kind, name)?;
     Ok(Resource {
         kind: kind.into(),
         project: project.into(),

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use crate::{Store, StoreError, is_unique_violation};
+use crate::{Store, StoreError, inserted_or_exists};
 
 /// One principal row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,13 +46,7 @@ impl Store {
         .bind(&p.create_time)
         .execute(&self.pool)
         .await;
-        match done {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
-                kind: "token",
-                id: p.name.clone(),
-            }),
-            r => r.map(|_| ()).map_err(StoreError::from),
-        }
+        inserted_or_exists(done, "token", &p.name)
     }
 
     /// The principal whose token hashes to `token_hash`, if any.
