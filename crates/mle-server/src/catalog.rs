@@ -61,8 +61,9 @@ pub fn version_out(s: Stored<Version>) -> Version {
     v
 }
 
-/// Every version of `model` marked the default (one, once it has versions; see `defaults`).
-pub async fn defaults(
+/// Every version of `model` marked the default (one, once it has versions: `crate::defaults`
+/// keeps it so).
+pub async fn marked_defaults(
     db: &Db,
     project: &str,
     model: &str,
@@ -85,7 +86,10 @@ pub async fn default_version(
     project: &str,
     model: &str,
 ) -> Result<Option<Stored<Version>>, DbError> {
-    Ok(defaults(db, project, model).await?.into_iter().next())
+    Ok(marked_defaults(db, project, model)
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// The READY version a request addresses (the model's default when `version` is None).

@@ -6,18 +6,51 @@
 use mle_api::{Model, Version, VersionState};
 use mle_store::Change;
 
-use crate::catalog::defaults;
+use crate::catalog::marked_defaults;
 use crate::db::{Db, DbError, Kind, Stored, to_body, with_retry};
 
-/// The model's record rewritten unchanged: its etag check makes the batch take turns with
-/// every other change of the model's versions.
-fn touch<'a>(project: &'a str, model: &'a str, rec: &Stored<Model>, body: &'a str) -> Change<'a> {
+/// The model's record as read: rewritten unchanged in each batch, its etag check makes the
+/// batch take turns with every other change of the model's versions.
+struct Turn {
+    etag: i64,
+    body: String,
+}
+
+impl Turn {
+    async fn read(db: &Db, project: &str, model: &str) -> Result<Self, DbError> {
+        let m: Stored<Model> = db.get(Kind::Model, project, "", model).await?;
+        Ok(Self {
+            etag: m.etag,
+            body: to_body(&m.value)?,
+        })
+    }
+
+    fn change<'a>(&'a self, project: &'a str, model: &'a str) -> Change<'a> {
+        Change::Update {
+            kind: Kind::Model.as_str(),
+            project,
+            parent: "",
+            name: model,
+            expected: self.etag,
+            body: &self.body,
+        }
+    }
+}
+
+/// A version's new body, if it is still at `expected`.
+fn update_version<'a>(
+    project: &'a str,
+    model: &'a str,
+    name: &'a str,
+    expected: i64,
+    body: &'a str,
+) -> Change<'a> {
     Change::Update {
-        kind: Kind::Model.as_str(),
+        kind: Kind::Version.as_str(),
         project,
-        parent: "",
-        name: model,
-        expected: rec.etag,
+        parent: model,
+        name,
+        expected,
         body,
     }
 }
@@ -32,13 +65,12 @@ pub async fn create(
     v: &Version,
 ) -> Result<Version, DbError> {
     with_retry(|| async move {
-        let m: Stored<Model> = db.get(Kind::Model, project, "", model).await?;
-        let model_body = to_body(&m.value)?;
+        let turn = Turn::read(db, project, model).await?;
         let mut v = v.clone();
-        v.is_default = defaults(db, project, model).await?.is_empty();
+        v.is_default = marked_defaults(db, project, model).await?.is_empty();
         let body = to_body(&v)?;
         db.apply(&[
-            touch(project, model, &m, &model_body),
+            turn.change(project, model),
             Change::Insert {
                 kind: Kind::Version.as_str(),
                 project,
@@ -62,7 +94,7 @@ pub async fn delete(
     version: &str,
 ) -> Result<Stored<Version>, DbError> {
     with_retry(|| async move {
-        let m: Stored<Model> = db.get(Kind::Model, project, "", model).await?;
+        let turn = Turn::read(db, project, model).await?;
         let rec: Stored<Version> = db.get(Kind::Version, project, model, version).await?;
         if rec.value.state == VersionState::Creating {
             return Err(DbError::Refused(format!(
@@ -79,9 +111,8 @@ pub async fn delete(
                 )));
             }
         }
-        let model_body = to_body(&m.value)?;
         db.apply(&[
-            touch(project, model, &m, &model_body),
+            turn.change(project, model),
             Change::Delete {
                 kind: Kind::Version.as_str(),
                 project,
@@ -104,7 +135,7 @@ pub async fn set_default(
     version: &str,
 ) -> Result<Stored<Version>, DbError> {
     with_retry(|| async move {
-        let m: Stored<Model> = db.get(Kind::Model, project, "", model).await?;
+        let turn = Turn::read(db, project, model).await?;
         let mut target: Stored<Version> = db.get(Kind::Version, project, model, version).await?;
         if target.value.state != VersionState::Ready {
             return Err(DbError::Refused(format!(
@@ -112,7 +143,7 @@ pub async fn set_default(
             )));
         }
         let mut changed: Vec<(Stored<Version>, String)> = Vec::new();
-        for mut old in defaults(db, project, model).await? {
+        for mut old in marked_defaults(db, project, model).await? {
             if old.name != version {
                 old.value.is_default = false;
                 let body = to_body(&old.value)?;
@@ -122,27 +153,18 @@ pub async fn set_default(
         let was_default = target.value.is_default;
         target.value.is_default = true;
         let target_body = to_body(&target.value)?;
-        let model_body = to_body(&m.value)?;
-        let mut changes = vec![touch(project, model, &m, &model_body)];
+        let mut changes = vec![turn.change(project, model)];
         for (old, body) in &changed {
-            changes.push(Change::Update {
-                kind: Kind::Version.as_str(),
-                project,
-                parent: model,
-                name: &old.name,
-                expected: old.etag,
-                body,
-            });
+            changes.push(update_version(project, model, &old.name, old.etag, body));
         }
         if !was_default {
-            changes.push(Change::Update {
-                kind: Kind::Version.as_str(),
+            changes.push(update_version(
                 project,
-                parent: model,
-                name: version,
-                expected: target.etag,
-                body: &target_body,
-            });
+                model,
+                version,
+                target.etag,
+                &target_body,
+            ));
         }
         db.apply(&changes).await?;
         if !was_default {
@@ -213,7 +235,7 @@ mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        assert_eq!(defaults(&db, "p", "m").await.unwrap().len(), 1);
+        assert_eq!(marked_defaults(&db, "p", "m").await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -241,6 +263,6 @@ mod tests {
         let stored: Stored<Version> = db.get(Kind::Version, "p", "m", "b").await.unwrap();
         assert_eq!(stored.etag, b.etag);
         delete(&db, "p", "m", "a").await.unwrap();
-        assert_eq!(defaults(&db, "p", "m").await.unwrap()[0].name, "b");
+        assert_eq!(marked_defaults(&db, "p", "m").await.unwrap()[0].name, "b");
     }
 }
