@@ -264,18 +264,12 @@ pub fn server(a: ServerArgs) -> Result<i32> {
         header_timeout: std::time::Duration::from_secs_f64(a.header_timeout),
         request_timeout: std::time::Duration::from_secs_f64(a.request_timeout),
     };
-    for c in &a.allow_command {
-        let found = if c.contains('/') {
-            std::path::Path::new(c).is_file()
-        } else {
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths)
-                .any(|d| d.join(c).is_file())
-        };
-        if !found {
-            bail!("--allow-command {c}: no such program (on PATH or at that path)");
-        }
+    if let Some(c) = a
+        .allow_command
+        .iter()
+        .find(|c| mle_server::find_program(c).is_none())
+    {
+        bail!("--allow-command {c}: no such program (on PATH or at that path)");
     }
     let run_as = run_as(a.run_as.as_deref(), matches!(a.backend, BackendKind::Local))?;
     if let Some(u) = &run_as {

@@ -71,8 +71,8 @@ pub struct RunAs {
 }
 
 /// `name` as the file it runs: a path as given, a bare name looked up on PATH; symlinks
-/// resolved.
-fn resolve(name: &str) -> Option<PathBuf> {
+/// resolved. `None` when there is no such program.
+pub fn find_program(name: &str) -> Option<PathBuf> {
     let p = std::path::Path::new(name);
     if name.contains('/') {
         return p.canonicalize().ok();
@@ -100,13 +100,13 @@ impl Config {
                 allowed.join(", ")
             )
         };
-        let Some(want) = resolve(program) else {
+        let Some(want) = find_program(program) else {
             return Err(refused());
         };
         let allowed = [self.mle_exe.display().to_string(), self.python.clone()]
             .into_iter()
             .chain(self.jobs.allow_commands.iter().cloned());
-        if allowed.filter_map(|a| resolve(&a)).any(|a| a == want) {
+        if allowed.filter_map(|a| find_program(&a)).any(|a| a == want) {
             Ok(())
         } else {
             Err(refused())
