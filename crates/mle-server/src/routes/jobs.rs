@@ -188,7 +188,7 @@ async fn action(
     raw: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     if segment.ends_with(":testIamPermissions") {
-        return test_permissions(&who, &project, raw);
+        return test_permissions(&who, &project, body(raw, "body")?);
     }
     let Some(job_id) = segment.strip_suffix(":cancel") else {
         return Err(ApiError::Status(

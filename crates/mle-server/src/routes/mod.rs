@@ -41,14 +41,15 @@ pub fn router() -> Router<Arc<AppState>> {
 pub(crate) fn test_permissions(
     who: &Principal,
     project: &str,
-    raw: Result<Json<Value>, JsonRejection>,
+    ask: Value,
 ) -> Result<Json<Value>, ApiError> {
     #[derive(serde::Deserialize)]
     struct Ask {
         #[serde(default)]
         permissions: Vec<String>,
     }
-    let ask: Ask = body(raw, "permissions")?;
+    let ask: Ask =
+        serde_json::from_value(ask).map_err(|e| invalid("permissions", e.to_string()))?;
     let held: Vec<&str> = ask
         .permissions
         .iter()

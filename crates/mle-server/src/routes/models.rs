@@ -16,7 +16,7 @@ use mle_api::{ApiStatus, Model};
 use mle_store::StoreError;
 use serde_json::Value;
 
-use super::predict::predict_action;
+use super::predict::{json_body, predict_action};
 use super::{
     body, fields_mask, invalid, page, paged, resource_id, test_permissions, valid_project,
 };
@@ -149,18 +149,13 @@ async fn action(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PredictError> {
     if segment.ends_with(":testIamPermissions") {
-        let parsed = raw
-            .map_err(|_| invalid("body", "cannot read the request body"))
-            .and_then(|b| {
-                serde_json::from_slice::<Value>(&b)
-                    .map_err(|e| invalid("body", format!("malformed JSON: {e}")))
-            });
-        return Ok(
-            match parsed.and_then(|v| test_permissions(&who, &project, Ok(Json(v)))) {
-                Ok(v) => v.into_response(),
-                Err(e) => e.into_response(),
-            },
-        );
+        let answer = json_body(raw)
+            .map_err(|e| invalid("body", e.message))
+            .and_then(|v| test_permissions(&who, &project, v));
+        return Ok(match answer {
+            Ok(v) => v.into_response(),
+            Err(e) => e.into_response(),
+        });
     }
     predict_action(&s, &project, None, &segment, raw).await
 }

@@ -60,7 +60,8 @@ pub fn health_router() -> Router {
         .route(V2_READY, get(|| async { Json(json!({"ready": true})) }))
 }
 
-fn json_body(raw: Result<Bytes, BytesRejection>) -> Result<Value, PredictError> {
+/// A request body as JSON: 413 past the limit, 400 when it does not parse.
+pub(crate) fn json_body(raw: Result<Bytes, BytesRejection>) -> Result<Value, PredictError> {
     let bytes = raw.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             PredictError::new(
