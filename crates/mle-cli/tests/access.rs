@@ -4,8 +4,6 @@
 
 mod util;
 
-use std::process::Command;
-
 use serde_json::Value;
 use util::*;
 
@@ -195,12 +193,7 @@ fn jobs_run_allowed_commands_only_and_without_the_servers_environment() {
     );
     assert_eq!(code, 200, "{v}");
     s.wait_state("env_dump", &["SUCCEEDED"], 60);
-    let out = s
-        .cli()
-        .args(["jobs", "stream-logs", "env_dump", "--project", "p"])
-        .output()
-        .unwrap();
-    let logs = stdout(&out);
+    let logs = s.logs("env_dump");
     assert!(logs.contains("CLOUD_ML_JOB_ID=env_dump"), "{logs}");
     assert!(logs.contains("TF_CONFIG="), "{logs}");
     assert!(logs.contains("PASSED_ON=visible-2"), "{logs}");
@@ -241,23 +234,16 @@ cat "$DATA/token" || echo token-refused
 head -c 16 "$DATA/mle.db" > /dev/null || echo db-refused
 ls "$DATA" > /dev/null || echo list-refused
 echo work > "$HOME/probe" && echo home-writable"#;
-    let submit = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
-        .arg(format!("Authorization: Bearer {dev}"))
-        .args(["-H", "Content-Type: application/json", "--data-binary"])
-        .arg(shell_job("snoop", script))
-        .arg(format!("{}/v1/projects/p/jobs", s.url))
-        .output()
-        .unwrap();
-    assert_eq!(stdout(&submit), "200", "the developer's submission");
+    let (code, v) = s.request_as(
+        &dev,
+        "POST",
+        "/v1/projects/p/jobs",
+        Some(&shell_job("snoop", script)),
+    );
+    assert_eq!(code, 200, "the developer's submission: {v}");
     let done = s.wait_state("snoop", &["SUCCEEDED", "FAILED"], 60);
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
-    let out = s
-        .cli()
-        .args(["jobs", "stream-logs", "snoop", "--project", "p"])
-        .output()
-        .unwrap();
-    let logs = stdout(&out);
+    let logs = s.logs("snoop");
     assert!(logs.contains("uid=65534"), "{logs}");
     assert!(logs.contains("Permission denied"), "{logs}");
     for refused in ["token-refused", "db-refused", "list-refused"] {

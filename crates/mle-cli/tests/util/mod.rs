@@ -223,8 +223,29 @@ impl Server {
         c
     }
 
-    /// A REST request with the token (curl); status and JSON body.
+    /// A REST request with the server admin's token (curl); status and JSON body.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.request_as(&self.token(), method, path, body)
+    }
+
+    /// The output of `mle jobs stream-logs JOB` in project `p`, the job having ended.
+    pub fn logs(&self, job: &str) -> String {
+        let out = self
+            .cli()
+            .args(["jobs", "stream-logs", job, "--project", "p"])
+            .output()
+            .unwrap();
+        stdout(&out)
+    }
+
+    /// [`Server::request`] with another bearer token.
+    pub fn request_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
         let mut args = vec![
             "-s".to_string(),
             "-o".into(),
@@ -236,7 +257,7 @@ impl Server {
         ];
         args.extend([
             "-H".into(),
-            format!("Authorization: Bearer {}", self.token()),
+            format!("Authorization: Bearer {token}"),
             "-H".into(),
             "Content-Type: application/json".into(),
         ]);
