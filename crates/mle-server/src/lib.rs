@@ -1,9 +1,11 @@
-//! `mle server`: the job service. An axum app with the `ml/v1` API (bearer-token auth on every
-//! route but the health checks), a store (SQLite in the data dir or PostgreSQL), and a
+//! `mle server`: the job service. An axum app with the `ml/v1` API (bearer tokens, roles per
+//! project and an audit log on every route but the health checks), a store (SQLite in the data dir or PostgreSQL), and a
 //! scheduler that runs jobs through detached supervisors (`mle-exec`), so the server can be
 //! killed at any moment and pick its jobs up again on restart.
 //!
-//! The rooms, from the bottom: `config`, `paths` (the path policy), `db` (the typed store),
+//! The rooms, from the bottom: `config`, `paths` (the path policy), `access` (roles and the
+//! route table), `audit`, `tls`, `db` (the typed store), `tokens`, `defaults` (a model's
+//! default version),
 //! `lifecycle` (job state transitions), `catalog` (model and version lookups), `operations`,
 //! `plan` (what a job runs), `serving` (warm versions), `trials` and `tuning` (studies), `scheduler` (the
 //! loop), `state` (what handlers share), `routes/` (one file per resource), `app` (the HTTP
@@ -71,7 +73,8 @@ pub fn token(data_dir: &Path) -> std::io::Result<String> {
 }
 
 /// The data dir, created if needed and made private (mode 0700: it holds the token, the
-/// database and every job's logs), and locked for this server: a second server on the same
+/// database and every job's logs; 0711, passable but not listable, when jobs run as another
+/// user and must reach their run directories), and locked for this server: a second server on the same
 /// data dir would launch the same jobs, so it is refused, naming the holder. The lock lives
 /// as long as the returned file.
 pub fn claim_data_dir(
