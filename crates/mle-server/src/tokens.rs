@@ -144,7 +144,7 @@ pub async fn principal(db: &Db, admin: &str, given: &str) -> Result<Option<Princ
     }))
 }
 
-/// [`create`] on a store (the CLI's `mle server tokens create`).
+/// `create` on a store (the CLI's `mle server tokens create`).
 pub async fn create_token(
     store: &Store,
     name: &str,
@@ -154,12 +154,12 @@ pub async fn create_token(
     create(&Db::new(store.clone()), name, role, projects).await
 }
 
-/// [`list`] on a store.
+/// `list` on a store.
 pub async fn list_tokens(store: &Store) -> Result<Vec<TokenInfo>, TokenError> {
     list(&Db::new(store.clone())).await
 }
 
-/// [`revoke`] on a store.
+/// `revoke` on a store.
 pub async fn revoke_token(store: &Store, name: &str) -> Result<(), TokenError> {
     revoke(&Db::new(store.clone()), name).await
 }
