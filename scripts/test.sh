@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the structure check, then every test (unit, integration, interop with
-# the Python peers). Creates target/test-venv (tensorboard, onnxruntime) on first use.
+# the Python peers). Creates target/test-venv (tensorboard, onnxruntime) and target/tf-venv (TensorFlow)
+# on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,18 @@ if ! cmp -s "$req" "$venv/.requirements" 2>/dev/null; then
   cp "$req" "$venv/.requirements"
 fi
 export MLE_TEST_PYTHON="$PWD/$venv/bin/python"
+
+# The TensorFlow runtime of the framework tests (crates/mle-cli/tests/frameworks.rs), ~300 MB.
+tfvenv=target/tf-venv
+tfreq=tests/python/tf-requirements.txt
+if ! cmp -s "$tfreq" "$tfvenv/.requirements" 2>/dev/null; then
+  echo "==> creating the TensorFlow venv in $tfvenv (tests/python/tf-requirements.txt)"
+  rm -rf "$tfvenv"
+  python3 -m venv "$tfvenv"
+  "$tfvenv/bin/pip" install --quiet --disable-pip-version-check -r "$tfreq"
+  cp "$tfreq" "$tfvenv/.requirements"
+fi
+export MLE_TEST_TF_PYTHON="$PWD/$tfvenv/bin/python"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -79,7 +79,7 @@ fn stop_all(replicas: &mut [Replica]) {
 /// ends (or 130 on Ctrl-C), after stopping every other replica.
 pub fn run_local_cluster(
     shape: &LocalCluster,
-    command: impl Fn(String) -> Command,
+    command: impl Fn(&TfConfig) -> Command,
     job: &serde_json::Value,
 ) -> Result<i32> {
     let cluster = shape.spec()?;
@@ -91,7 +91,7 @@ pub fn run_local_cluster(
     let mut others = Vec::new();
     let start = |role: &str, index: usize| {
         spawn(
-            command(TfConfig::for_task(&cluster, role, index, job.clone()).to_json()),
+            command(&TfConfig::for_task(&cluster, role, index, job.clone())),
             format!("{role}-replica-{index}"),
         )
     };

@@ -82,10 +82,13 @@ pub struct SubmitTraining {
     /// Region (informational).
     #[arg(long)]
     region: Option<String>,
-    /// Runtime version (informational).
+    /// Runtime version: picks the server's interpreter for a Python trainer (`mle server
+    /// --runtime`; a version it lacks is refused, naming those it has) and names the primary
+    /// replica as Cloud ML Engine does (`chief` for 2.1 and later, `master` before or when
+    /// absent).
     #[arg(long)]
     runtime_version: Option<String>,
-    /// Python version (informational; trainers run with the server's Python).
+    /// Python version, matched against the server's runtimes with --runtime-version.
     #[arg(long)]
     python_version: Option<String>,
     /// YAML or JSON file with a Job (or its trainingInput); flags override its fields.

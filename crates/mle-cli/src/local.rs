@@ -64,6 +64,26 @@ pub struct LocalTrainArgs {
     /// Name the primary `master` instead of `chief`.
     #[arg(long, requires = "distributed")]
     use_master: bool,
+    /// The runtime version the job asks for, as the service takes it: it picks the interpreter
+    /// (--runtime) and names the primary as the service would (`chief` for 2.1 and later,
+    /// `master` before). Without it the primary is `chief` and the interpreter --python.
+    #[arg(long, value_name = "VERSION")]
+    runtime_version: Option<String>,
+    /// The Python version the job asks for (with --runtime-version).
+    #[arg(long, value_name = "VERSION", requires = "runtime_version")]
+    python_version: Option<String>,
+    /// A runtime and its interpreter, as `mle server --runtime` takes it (repeatable):
+    /// `VERSION[/PYTHON_VERSION]=INTERPRETER`.
+    #[arg(long, value_name = "VERSION=INTERPRETER", value_parser = mle_exec::Runtime::parse)]
+    runtime: Vec<mle_exec::Runtime>,
+    /// The interpreter of trainers that name no runtime version.
+    #[arg(
+        long,
+        value_name = "INTERPRETER",
+        env = "MLE_PYTHON",
+        default_value = "python3"
+    )]
+    python: String,
     /// Arguments for the trainer (after `--`).
     #[arg(last = true)]
     args: Vec<String>,
@@ -93,12 +113,15 @@ struct Launch {
     args: Vec<String>,
     cwd: Option<PathBuf>,
     job: serde_json::Value,
+    /// Whether it is a container command (the built-in trainer), which gets `CLUSTER_SPEC`.
+    container: bool,
 }
 
 impl Launch {
-    fn command(&self, tf_config: String) -> Command {
+    /// The replica's command: `TF_CONFIG` and the variables derived from it set.
+    fn command(&self, tf: &mle_tfconfig::TfConfig) -> Command {
         let mut c = Command::new(&self.program);
-        c.args(&self.args).env("TF_CONFIG", tf_config);
+        c.args(&self.args).envs(tf.replica_env(self.container));
         if let Some(d) = &self.cwd {
             c.current_dir(d);
         }
@@ -122,6 +145,7 @@ fn train(a: LocalTrainArgs) -> Result<i32> {
             args: full,
             cwd: None,
             job: serde_json::json!({"args": args, "job_dir": a.job_dir}),
+            container: true,
         }
     } else {
         let package = a
@@ -136,14 +160,26 @@ fn train(a: LocalTrainArgs) -> Result<i32> {
             .canonicalize()
             .with_context(|| format!("resolving {}", package.display()))?;
         let parent = package.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let python = std::env::var("MLE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let runtimes = mle_exec::Runtimes {
+            default: a.python.clone(),
+            listed: a.runtime.clone(),
+        };
+        let python = runtimes
+            .pick(
+                a.runtime_version.as_deref().unwrap_or_default(),
+                a.python_version.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| anyhow::anyhow!("--runtime-version: {e}"))?
+            .to_string();
         let mut full = vec!["-m".to_string(), module.clone()];
         full.extend(args.iter().cloned());
         Launch {
             program: python.into(),
             args: full,
             cwd: Some(parent),
-            job: serde_json::json!({"python_module": module, "args": args, "job_dir": a.job_dir}),
+            job: serde_json::json!({"python_module": module, "args": args, "job_dir": a.job_dir,
+                "runtime_version": a.runtime_version, "python_version": a.python_version}),
+            container: false,
         }
     };
     if a.distributed {
@@ -154,7 +190,7 @@ fn train(a: LocalTrainArgs) -> Result<i32> {
         );
     }
     let status = launch
-        .command(mle_tfconfig::TfConfig::single(launch.job.clone()).to_json())
+        .command(&mle_tfconfig::TfConfig::single(launch.job.clone()))
         .status()
         .context("starting the trainer")?;
     Ok(crate::cluster::exit_code(status))
@@ -162,7 +198,11 @@ fn train(a: LocalTrainArgs) -> Result<i32> {
 
 fn launch_spec(a: &LocalTrainArgs) -> crate::cluster::LocalCluster {
     crate::cluster::LocalCluster {
-        primary: if a.use_master { "master" } else { "chief" },
+        primary: match (&a.runtime_version, a.use_master) {
+            (_, true) => "master",
+            (Some(v), false) => mle_tfconfig::primary_name(v, a.builtin, false),
+            (None, false) => "chief",
+        },
         workers: a.worker_count,
         ps: a.parameter_server_count,
         evaluators: a.evaluator_count,

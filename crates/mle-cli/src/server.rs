@@ -70,6 +70,36 @@ pub struct ServerArgs {
     /// the job's own variables (TF_CONFIG, CLOUD_ML_*, ...).
     #[arg(long, value_name = "NAME")]
     pass_env: Vec<String>,
+    /// The Python interpreter of Python trainers that name no runtime version (and of every
+    /// one when no --runtime is given).
+    #[arg(
+        long,
+        value_name = "INTERPRETER",
+        env = "MLE_PYTHON",
+        default_value = "python3"
+    )]
+    python: String,
+    /// A runtime version this server offers, with its interpreter (repeatable):
+    /// `VERSION[/PYTHON_VERSION]=INTERPRETER`, e.g. `--runtime 2.11=/opt/tf211/bin/python3`.
+    /// A Python job whose runtimeVersion (and pythonVersion) matches none is refused with a
+    /// 400 that lists these; one that names none runs on --python. Without any --runtime,
+    /// every job runs on --python whatever version it names.
+    #[arg(long, value_name = "VERSION=INTERPRETER", value_parser = mle_exec::Runtime::parse)]
+    runtime: Vec<mle_exec::Runtime>,
+    /// A directory (or URL) of packages pip may install a job's dependencies from, besides the
+    /// index (pip's --find-links; repeatable).
+    #[arg(long, value_name = "DIR|URL")]
+    find_links: Vec<String>,
+    /// The package index pip installs a job's dependencies from (pip's --index-url).
+    #[arg(long, value_name = "URL")]
+    index_url: Option<String>,
+    /// Any other argument for pip when it installs a job's packages, passed verbatim
+    /// (repeatable), e.g. `--pip-arg=--no-index` for a site without an index.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pip_arg: Vec<String>,
+    /// Seconds installing a job's packages may take; then the job FAILS.
+    #[arg(long, default_value = "900", value_name = "SECS", value_parser = positive_secs)]
+    pip_timeout: f64,
     /// Seconds one request may take, body and answer included; slower ones get 408.
     #[arg(long, default_value = "120", value_name = "SECS", value_parser = positive_secs)]
     request_timeout: f64,
@@ -271,6 +301,25 @@ pub fn server(a: ServerArgs) -> Result<i32> {
     {
         bail!("--allow-command {c}: no such program (on PATH or at that path)");
     }
+    if let Some(r) = a
+        .runtime
+        .iter()
+        .find(|r| mle_server::find_program(&r.python).is_none())
+    {
+        bail!(
+            "--runtime {}: no such interpreter (on PATH or at that path)",
+            r
+        );
+    }
+    let mut pip_args: Vec<String> = a
+        .find_links
+        .iter()
+        .flat_map(|l| ["--find-links".to_string(), l.clone()])
+        .collect();
+    if let Some(u) = &a.index_url {
+        pip_args.extend(["--index-url".to_string(), u.clone()]);
+    }
+    pip_args.extend(a.pip_arg.iter().cloned());
     let run_as = run_as(a.run_as.as_deref(), matches!(a.backend, BackendKind::Local))?;
     if let Some(u) = &run_as {
         eprintln!("jobs run as user {} (uid {}, gid {})", u.name, u.uid, u.gid);
@@ -286,7 +335,14 @@ pub fn server(a: ServerArgs) -> Result<i32> {
         slots: a.slots.max(1),
         mle_exe,
         backend,
-        python: std::env::var("MLE_PYTHON").unwrap_or_else(|_| "python3".into()),
+        runtimes: mle_exec::Runtimes {
+            default: a.python.clone(),
+            listed: a.runtime.clone(),
+        },
+        pip: mle_server::PipPolicy {
+            args: pip_args,
+            timeout: std::time::Duration::from_secs_f64(a.pip_timeout),
+        },
         allow_root: match a.allow_root {
             Some(r) => Some(
                 r.canonicalize()

@@ -171,6 +171,7 @@ fn a_python_trainer_cluster_gets_the_gcloud_launch_contract() {
     let addr = |i: u16| format!("localhost:{}", start + i);
     let cluster =
         serde_json::json!({"chief": [addr(0)], "ps": [addr(1)], "worker": [addr(2), addr(3)]});
+    check_torch_variables(out_dir.path(), &cluster, "chief");
     for f in files {
         let rec: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out_dir.path().join(&f)).unwrap())

@@ -16,18 +16,24 @@
 //! task per replica, each running the [`replica`] shim, which adds `slurm_job`, `started`,
 //! `cancel_requested`, the rendezvous (`slurm/`) and Slurm's output files (`logs/slurm-*.log`)
 //! to the contract above.
+//!
+//! Python trainers run on a [`runtime`]'s interpreter, in a [`pyenv`] that holds their
+//! packages and those packages' dependencies.
 
 mod backend;
 pub mod env;
 pub mod logs;
 mod plan;
+pub mod pyenv;
 pub mod replica;
+pub mod runtime;
 pub mod slurm;
 mod supervise;
 
 pub use backend::Backend;
 pub use plan::{JobPlan, ReplicaPlan, RunDir, make_dir_for};
 pub use replica::replica;
+pub use runtime::{Runtime, Runtimes};
 pub use slurm::{Resources, Slurm};
 pub use supervise::{Outcome, stop_groups, supervise};
 

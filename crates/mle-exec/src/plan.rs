@@ -182,6 +182,21 @@ impl RunDir {
         Ok(())
     }
 
+    /// The interpreter a Python trainer's replicas run (its packages' environment), once the
+    /// server has prepared it (`python`, holding the path).
+    pub fn interpreter(&self) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(self.0.join("python")).ok()?;
+        Some(PathBuf::from(text.trim_end_matches('\n')))
+    }
+
+    /// Records the interpreter of [`RunDir::interpreter`].
+    pub fn set_interpreter(&self, python: &Path) -> Result<(), ExecError> {
+        write_atomic(
+            &self.0.join("python"),
+            python.as_os_str().as_encoded_bytes(),
+        )
+    }
+
     /// `plan.json`.
     pub fn plan(&self) -> PathBuf {
         self.0.join("plan.json")
@@ -281,19 +296,24 @@ impl RunDir {
     /// the logs endpoint shows it among the replicas' lines. Best effort: a log line that
     /// cannot be written must not fail the job.
     pub fn service_log(&self, trial: Option<&str>, message: &str) {
+        self.task_log("service", trial, message);
+    }
+
+    /// Appends an INFO line of task `task` (the service's own work for the job: `service`,
+    /// `pip`) to `logs/<task>.log`; best effort, like [`RunDir::service_log`].
+    pub fn task_log(&self, task: &str, trial: Option<&str>, message: &str) {
         use std::io::Write;
         let time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let mut line =
-            json!({"time": time, "severity": "INFO", "task": "service", "message": message});
+        let mut line = json!({"time": time, "severity": "INFO", "task": task, "message": message});
         if let Some(t) = trial {
             line["trial"] = json!(t);
         }
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.logs().join("service.log"))
+            .open(self.logs().join(format!("{task}.log")))
         {
             let _ = writeln!(f, "{line}");
         }

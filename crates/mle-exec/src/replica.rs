@@ -6,7 +6,8 @@
 //! directory, which the server and every node share as they share Slurm's output files: each
 //! task picks a free port on its node, writes `slurm/<job>.<step>/rank-<N>` (`host:port`, the
 //! host being the node's `NodeAddr`), waits for every rank, and rewrites the `cluster` of its
-//! `TF_CONFIG` with those addresses — so every replica sees the same cluster, as on the local
+//! `TF_CONFIG` with those addresses, and the variables derived from it (`CLUSTER_SPEC`,
+//! `MASTER_ADDR`, ...) — so every replica sees the same cluster, as on the local
 //! backend, and its own task type and index.
 //!
 //! The trainer's output goes to this task's standard output as the same JSON lines the local
@@ -23,8 +24,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use mle_tfconfig::TfConfig;
 
 use crate::plan::write_atomic;
 use crate::supervise::{LogLoss, cancel_flag, exit_text, join_pumps, pump};
@@ -57,18 +56,6 @@ pub fn rank_order(plan: &JobPlan) -> Vec<usize> {
     let mut rest: Vec<usize> = (0..n - 1).collect();
     rest.sort_by_key(|&i| class(i));
     std::iter::once(n - 1).chain(rest).collect()
-}
-
-/// The `TF_CONFIG` `tf` with every cluster address replaced by the one its task registered.
-/// A `TF_CONFIG` that does not parse is passed on unchanged (the trainer reports it).
-pub fn rewrite_cluster(tf: &str, addrs: &HashMap<(String, usize), String>) -> String {
-    match TfConfig::parse(tf) {
-        Ok(mut c) => {
-            c.rewrite_addresses(addrs);
-            c.to_json()
-        }
-        Err(_) => tf.to_string(),
-    }
 }
 
 fn env_usize(name: &str) -> Result<usize, ExecError> {
@@ -183,17 +170,9 @@ pub fn replica(run: &RunDir) -> Result<i32, ExecError> {
             Some(((role.to_string(), index), a.clone()))
         })
         .collect();
-    let env: Vec<(String, String)> = me
-        .env
-        .iter()
-        .map(|(k, v)| {
-            if k == "TF_CONFIG" {
-                (k.clone(), rewrite_cluster(v, &by_role))
-            } else {
-                (k.clone(), v.clone())
-            }
-        })
-        .collect();
+    // TF_CONFIG and every variable derived from the cluster (CLUSTER_SPEC, MASTER_ADDR, ...).
+    let mut env = me.env.clone();
+    mle_tfconfig::rewrite_env(&mut env, &by_role);
     let out: Arc<Mutex<dyn Write + Send>> = Arc::new(Mutex::new(std::io::stdout()));
     let loss = Arc::new(LogLoss::default());
     if primary {
@@ -371,7 +350,9 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let v: Value = serde_json::from_str(&rewrite_cluster(tf, &addrs)).unwrap();
+        let mut env = vec![("TF_CONFIG".to_string(), tf.to_string())];
+        mle_tfconfig::rewrite_env(&mut env, &addrs);
+        let v: Value = serde_json::from_str(&env[0].1).unwrap();
         assert_eq!(
             v["cluster"],
             json!({"master": ["n1:5000"], "worker": ["n1:5001", "n2:5002"]})

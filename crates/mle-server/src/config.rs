@@ -34,8 +34,11 @@ pub struct Config {
     pub slots: usize,
     /// The `mle` binary (for the built-in trainer and the supervisor).
     pub mle_exe: PathBuf,
-    /// The Python interpreter for Python trainers.
-    pub python: String,
+    /// The Python interpreters for Python trainers, by runtime version (`--python`,
+    /// `--runtime`).
+    pub runtimes: mle_exec::Runtimes,
+    /// How trainer packages are installed.
+    pub pip: PipPolicy,
     /// When set, job dirs, packages, model and prediction paths must lie inside this directory.
     pub allow_root: Option<PathBuf>,
     /// Where jobs run: supervised on this machine, or as Slurm jobs.
@@ -44,6 +47,24 @@ pub struct Config {
     pub limits: Limits,
     /// What a job may run and see.
     pub jobs: JobPolicy,
+}
+
+/// How a job's packages are installed (`mle server --pip-arg`, `--pip-timeout`).
+#[derive(Debug, Clone)]
+pub struct PipPolicy {
+    /// pip's index options, passed through (`--find-links DIR`, `--index-url URL`, ...).
+    pub args: Vec<String>,
+    /// How long installing a job's packages may take.
+    pub timeout: Duration,
+}
+
+impl Default for PipPolicy {
+    fn default() -> Self {
+        Self {
+            args: Vec::new(),
+            timeout: Duration::from_secs(900),
+        }
+    }
 }
 
 /// What a job may run and see (`mle server --allow-command`, `--pass-env`, `--run-as`).
@@ -86,14 +107,15 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 impl Config {
-    /// Whether a `containerCommand` may start `program`: the `mle` binary, the Python
+    /// Whether a `containerCommand` may start `program`: the `mle` binary, a runtime's Python
     /// interpreter, or an `--allow-command`; the error names the flag.
     pub fn command_allowed(&self, program: &str) -> Result<(), String> {
         if program == "mle" {
             return Ok(());
         }
         let refused = || {
-            let mut allowed = vec!["mle".to_string(), self.python.clone()];
+            let mut allowed = vec!["mle".to_string()];
+            allowed.extend(self.runtimes.interpreters().map(String::from));
             allowed.extend(self.jobs.allow_commands.iter().cloned());
             format!(
                 "'{program}' is not a command this server runs (allowed: {}; an operator adds more with mle server --allow-command)",
@@ -103,8 +125,8 @@ impl Config {
         let Some(want) = find_program(program) else {
             return Err(refused());
         };
-        let allowed = [self.mle_exe.display().to_string(), self.python.clone()]
-            .into_iter()
+        let allowed = std::iter::once(self.mle_exe.display().to_string())
+            .chain(self.runtimes.interpreters().map(String::from))
             .chain(self.jobs.allow_commands.iter().cloned());
         if allowed.filter_map(|a| find_program(&a)).any(|a| a == want) {
             Ok(())
@@ -120,6 +142,11 @@ impl Config {
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
             .collect()
+    }
+
+    /// The cache of jobs' Python environments: `<data-dir>/envs/`.
+    pub fn env_cache(&self) -> PathBuf {
+        self.data_dir.join("envs")
     }
 
     /// A job's run directory: `<data-dir>/runs/<project>/<job>/`.

@@ -36,7 +36,7 @@ mod trials;
 mod tuning;
 
 pub use app::app;
-pub use config::{Config, JobPolicy, Limits, RunAs, find_program};
+pub use config::{Config, JobPolicy, Limits, PipPolicy, RunAs, find_program};
 pub use state::AppState;
 pub use tls::TlsFiles;
 pub use tokens::{TokenError, TokenInfo, create_token, list_tokens, revoke_token};

@@ -176,7 +176,7 @@ struct Trainer {
     env: Vec<(String, String)>,
 }
 
-/// The trainer's command line: a Python module with the job's packages, or a container
+/// The trainer's command line: a Python module in the job's environment, or a container
 /// command (`mle` means this server's binary); then the job's args, `--job-dir` (per trial for
 /// tuning) and the trial's hyperparameters.
 fn trainer(
@@ -198,12 +198,19 @@ fn trainer(
         args.extend(tr.args.iter().cloned());
     }
     let mut out = if !t.python_module.is_empty() {
-        let packages = run.0.join("packages");
+        // The environment prepared with the job's packages, or the runtime's interpreter.
+        let program = match run.interpreter() {
+            Some(p) => p.display().to_string(),
+            None => cfg
+                .runtimes
+                .pick(&t.runtime_version, &t.python_version)?
+                .to_string(),
+        };
         Trainer {
-            program: cfg.python.clone(),
+            program,
             args: vec!["-m".to_string(), t.python_module.clone()],
             cwd: Some(run.0.clone()),
-            env: vec![("PYTHONPATH".to_string(), packages.display().to_string())],
+            env: Vec::new(),
         }
     } else {
         let mc = t.master_config.as_ref().ok_or("no trainer")?;
@@ -228,7 +235,8 @@ fn trainer(
 }
 
 /// The processes of a training job (or of one tuning trial): ps, workers and evaluators first,
-/// the primary last, each with its `TF_CONFIG` (DESIGN §2.1).
+/// the primary last (named by the runtime version), each with its `TF_CONFIG` (DESIGN §2.1)
+/// and the variables derived from it (`CLUSTER_SPEC`, the PyTorch ones).
 pub fn plan_training(
     job: &Job,
     run: &RunDir,
@@ -237,11 +245,9 @@ pub fn plan_training(
 ) -> Result<JobPlan, String> {
     let t = job.training_input.as_ref().ok_or("not a training job")?;
     let (workers, ps, evaluators) = replica_counts(t);
-    let primary = if t.use_chief_in_tf_config {
-        "chief"
-    } else {
-        "master"
-    };
+    let container = t.python_module.is_empty();
+    let primary =
+        mle_tfconfig::primary_name(&t.runtime_version, container, t.use_chief_in_tf_config);
     let cluster = mle_tfconfig::cluster(primary, workers, ps, |_, _| {
         free_port()
             .map(|p| format!("localhost:{p}"))
@@ -289,7 +295,7 @@ pub fn plan_training(
                     .to_string(),
             ));
         }
-        env.push(("TF_CONFIG".into(), tf.to_json()));
+        env.extend(tf.replica_env(container));
         ReplicaPlan {
             task,
             program: trainer.program.clone(),
@@ -443,7 +449,8 @@ mod tests {
             data_dir: "/tmp".into(),
             slots: 8,
             mle_exe: "/bin/mle".into(),
-            python: "python3".into(),
+            runtimes: mle_exec::Runtimes::only("python3"),
+            pip: Default::default(),
             allow_root: None,
             backend: mle_exec::Backend::Local {
                 mle_exe: "/bin/mle".into(),
@@ -471,5 +478,95 @@ mod tests {
             plan.replicas[0].args,
             vec!["-m", "trainer.task", "--x", "--job-dir", "/tmp/j"]
         );
+    }
+
+    fn cfg_with_runtimes() -> Config {
+        Config {
+            data_dir: "/tmp".into(),
+            slots: 8,
+            mle_exe: "/bin/mle".into(),
+            runtimes: mle_exec::Runtimes {
+                default: "python3".into(),
+                listed: vec![mle_exec::Runtime::parse("2.11=/opt/tf/bin/python").unwrap()],
+            },
+            pip: Default::default(),
+            allow_root: None,
+            backend: mle_exec::Backend::Local {
+                mle_exe: "/bin/mle".into(),
+            },
+            limits: Default::default(),
+            jobs: Default::default(),
+        }
+    }
+
+    fn env_of<'a>(r: &'a ReplicaPlan, k: &str) -> Option<&'a str> {
+        r.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_runtime_version_picks_the_interpreter_and_names_the_primary() {
+        let cfg = cfg_with_runtimes();
+        let job = |extra: &str| -> Job {
+            serde_json::from_str(&format!(
+                r#"{{"jobId": "j", "trainingInput": {{"scaleTier": "CUSTOM", "workerCount": "2", "parameterServerCount": "1", {extra}}}}}"#
+            ))
+            .unwrap()
+        };
+        let run = RunDir("/nonexistent/run".into());
+        let tf2 = plan_training(
+            &job(r#""pythonModule": "t.task", "runtimeVersion": "2.11""#),
+            &run,
+            &cfg,
+            None,
+        )
+        .unwrap();
+        let primary = tf2.replicas.last().unwrap();
+        assert_eq!(primary.task, "chief-replica-0");
+        assert_eq!(primary.program, "/opt/tf/bin/python");
+        assert_eq!(env_of(primary, "RANK"), Some("0"));
+        assert_eq!(env_of(primary, "WORLD_SIZE"), Some("3"));
+        assert!(env_of(primary, "CLUSTER_SPEC").is_none());
+        let ranks: Vec<Option<&str>> = tf2.replicas.iter().map(|r| env_of(r, "RANK")).collect();
+        assert_eq!(
+            ranks,
+            vec![None, Some("1"), Some("2"), Some("0")],
+            "ps, workers, chief"
+        );
+        // No runtime version (and 1.x) keep `master` and the default interpreter.
+        for extra in [
+            r#""pythonModule": "t.task""#,
+            r#""pythonModule": "t.task", "runtimeVersion": "1.15""#,
+        ] {
+            let p = plan_training(&job(extra), &run, &cfg, None);
+            let p = match p {
+                Ok(p) => p,
+                // 1.15 is not a runtime this server has.
+                Err(e) => {
+                    assert!(e.contains("no runtime version '1.15'"), "{e}");
+                    continue;
+                }
+            };
+            assert_eq!(p.replicas.last().unwrap().task, "master-replica-0");
+            assert_eq!(p.replicas.last().unwrap().program, "python3");
+        }
+        // A container command: `master`, with CLUSTER_SPEC; useChiefInTfConfig names it chief.
+        let c = plan_training(
+            &job(r#""runtimeVersion": "2.11", "masterConfig": {"containerCommand": ["mle", "train"]}"#),
+            &run,
+            &cfg,
+            None,
+        )
+        .unwrap();
+        let primary = c.replicas.last().unwrap();
+        assert_eq!(primary.task, "master-replica-0");
+        assert!(env_of(primary, "CLUSTER_SPEC").is_some());
+        let c = plan_training(
+            &job(r#""useChiefInTfConfig": true, "masterConfig": {"containerCommand": ["mle", "train"]}"#),
+            &run,
+            &cfg,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.replicas.last().unwrap().task, "chief-replica-0");
     }
 }

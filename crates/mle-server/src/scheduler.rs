@@ -2,11 +2,10 @@
 //! the configured replica slots from being oversubscribed, publishes queue positions, and
 //! reconciles with the run directories (so a restarted server re-attaches to running jobs,
 //! requeues interrupted preparations and fails jobs whose supervisor vanished). It is the only
-//! part of the server that starts processes (package installation, supervisors) or signals
+//! part of the server that starts processes (environment preparation, supervisors) or signals
 //! them (cancel); handlers ask it through [`Scheduler::cancel`].
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -251,12 +250,10 @@ impl Scheduler {
         std::fs::create_dir_all(run.logs())
             .map_err(|e| format!("cannot create the run directory: {e}"))?;
         if let Some(u) = &self.cfg.jobs.run_as {
-            run.open_to(
-                &self.cfg.data_dir,
-                (u.uid, u.gid),
-                &[run.0.join("packages")],
-            )
-            .map_err(|e| format!("cannot prepare the run directory for user {}: {e}", u.name))?;
+            run.open_to(&self.cfg.data_dir, (u.uid, u.gid), &[])
+                .map_err(|e| {
+                    format!("cannot prepare the run directory for user {}: {e}", u.name)
+                })?;
             // A job dir that does not exist yet is made for the job's user (who must write it).
             if let Some(t) = &job.training_input
                 && !t.job_dir.is_empty()
@@ -267,9 +264,10 @@ impl Scheduler {
         }
         if let Some(t) = &job.training_input
             && !t.python_module.is_empty()
+            && !t.package_uris.is_empty()
         {
-            self.install_packages(project, job_id, &t.package_uris, &run.0.join("packages"))
-                .await?;
+            let python = self.prepare_env(project, &job, t, &run).await?;
+            run.set_interpreter(&python).map_err(|e| e.to_string())?;
         }
         let tuning = is_tuning(&job);
         if let Some(p) = &job.prediction_input {
@@ -353,126 +351,67 @@ fn internal(e: DbError) -> String {
     "internal error while starting the job (the server's log has the details)".into()
 }
 
-/// How long installing one package may take.
-const PIP_TIMEOUT: Duration = Duration::from_secs(900);
-
 impl Scheduler {
-    /// `pip install --no-deps --target DIR` of each package (checked when the job was
-    /// accepted). pip is killed when the job is cancelled meanwhile or when it takes longer
-    /// than [`PIP_TIMEOUT`].
-    async fn install_packages(
+    /// The job's Python environment: its packages with their dependencies, layered on its
+    /// runtime's interpreter (`mle_exec::pyenv`; cached, so trials and later jobs of the same
+    /// packages reuse it); pip's output goes to the job's logs (task `pip`). Runs off the async
+    /// runtime; pip is stopped when the job is cancelled meanwhile or when it takes longer
+    /// than `--pip-timeout`. Returns the interpreter the replicas run.
+    async fn prepare_env(
         &self,
         project: &str,
-        job_id: &str,
-        uris: &[String],
-        target: &Path,
-    ) -> Result<(), String> {
-        let python = &self.cfg.python;
-        for uri in uris {
-            let mut cmd = tokio::process::Command::new(python);
-            if let Some(u) = &self.cfg.jobs.run_as {
-                cmd.uid(u.uid).gid(u.gid);
-            }
-            let home = target.parent().map(|r| r.join("work"));
-            let mut child = cmd
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                    "--target",
-                ])
-                .arg(target)
-                .arg("--")
-                .arg(local(uri))
-                // A package's setup.py is the job's code: it gets the job's environment, not
-                // the server's.
-                .env_clear()
-                .envs(mle_exec::env::inherited())
-                .envs(self.cfg.passed_env())
-                .envs(
-                    home.filter(|_| self.cfg.jobs.run_as.is_some())
-                        .map(|h| ("HOME", h)),
-                )
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                // Its own group: a build step pip starts goes with it when it is killed.
-                .process_group(0)
-                .spawn()
-                .map_err(|e| match &self.cfg.jobs.run_as {
-                    Some(u) => format!(
-                        "cannot run {python} -m pip as user {} (--run-as; the interpreter must be one that user can run): {e}",
-                        u.name
-                    ),
-                    None => format!("cannot run {python} -m pip: {e}"),
-                })?;
-            let mut stderr = child.stderr.take();
-            let errors = tokio::spawn(async move {
-                use tokio::io::AsyncReadExt;
-                let mut text = Vec::new();
-                if let Some(s) = stderr.as_mut() {
-                    // The tail is what matters; a flood is cut at 1 MiB.
-                    let _ = s.take(1 << 20).read_to_end(&mut text).await;
-                }
-                String::from_utf8_lossy(&text).into_owned()
-            });
-            let started = std::time::Instant::now();
-            let status = loop {
-                match tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
-                    Ok(status) => break status.map_err(|e| format!("waiting for pip: {e}"))?,
-                    Err(_) => {
-                        let cancelled = self
-                            .db
-                            .job(project, job_id)
-                            .await
-                            .is_ok_and(|j| j.state == JobState::Cancelling);
-                        if cancelled {
-                            kill_group(&mut child).await;
-                            return Err("Job cancelled by user request".into());
-                        }
-                        if started.elapsed() > PIP_TIMEOUT {
-                            kill_group(&mut child).await;
-                            return Err(format!(
-                                "installing package {uri} took longer than {} s",
-                                PIP_TIMEOUT.as_secs()
-                            ));
-                        }
-                    }
-                }
-            };
-            if !status.success() {
-                let err = errors.await.unwrap_or_default();
-                let tail: Vec<&str> = err
-                    .lines()
-                    .rev()
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                return Err(format!(
-                    "installing package {uri} failed: {}",
-                    tail.join(" | ")
-                ));
-            }
+        job: &Job,
+        t: &mle_api::TrainingInput,
+        run: &RunDir,
+    ) -> Result<std::path::PathBuf, String> {
+        let python = self
+            .cfg
+            .runtimes
+            .pick(&t.runtime_version, &t.python_version)?
+            .to_string();
+        let packages: Vec<std::path::PathBuf> = t.package_uris.iter().map(|u| local(u)).collect();
+        let mut env = mle_exec::env::inherited();
+        // A package's setup.py is the job's code: it gets the job's environment, not the
+        // server's.
+        env.extend(self.cfg.passed_env());
+        if self.cfg.jobs.run_as.is_some() {
+            env.retain(|(k, _)| k != "HOME");
+            env.push(("HOME".into(), run.work().display().to_string()));
         }
-        Ok(())
+        let (db, cfg, run) = (self.db.clone(), self.cfg.clone(), run.clone());
+        let (project, job_id) = (project.to_string(), job.job_id.clone());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let req = mle_exec::pyenv::Request {
+                python: &python,
+                packages: &packages,
+                pip_args: &cfg.pip.args,
+                cache: &cfg.env_cache(),
+                run_as: cfg.jobs.run_as.as_ref().map(|u| (u.uid, u.gid)),
+                env: &env,
+                timeout: cfg.pip.timeout,
+            };
+            let last = std::cell::Cell::new(std::time::Instant::now());
+            let cancelled = || {
+                // The store is asked at most twice a second.
+                if last.get().elapsed() < Duration::from_millis(500) {
+                    return false;
+                }
+                last.set(std::time::Instant::now());
+                handle
+                    .block_on(db.job(&project, &job_id))
+                    .is_ok_and(|j| j.state == JobState::Cancelling)
+            };
+            let mut log = |line: &str| run.task_log("pip", None, line);
+            let ready = mle_exec::pyenv::prepare(&req, &mut log, &cancelled)?;
+            if !ready.reused {
+                run.service_log(None, "the job's packages are installed");
+            }
+            Ok(ready.python)
+        })
+        .await
+        .map_err(|e| format!("preparing the job's environment: {e}"))?
     }
-}
-
-/// SIGKILL to a child's process group (it leads one), then reaps it.
-async fn kill_group(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let _ = child.kill().await;
 }
 
 /// Runs `f`, a blocking call into the execution engine, without stalling the async runtime's

@@ -26,7 +26,11 @@ async fn new_app(allow_root: bool) -> App {
         data_dir: dir.path().to_path_buf(),
         slots: 4,
         mle_exe: "/bin/false".into(),
-        python: "python3".into(),
+        runtimes: mle_exec::Runtimes {
+            default: "python3".into(),
+            listed: vec![mle_exec::Runtime::parse("2.11/3.11=python3").unwrap()],
+        },
+        pip: Default::default(),
         allow_root: allow_root.then(|| dir.path().canonicalize().unwrap()),
         backend: mle_exec::Backend::Local {
             mle_exe: "/bin/false".into(),
@@ -172,6 +176,23 @@ async fn bad_job_requests_are_400s_naming_the_field_and_nothing_is_stored() {
     let (code, v) = a.call("POST", jobs, Some(huge)).await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
     assert!(violation_field(&v).ends_with("_count"), "{v}");
+    // A runtime this server does not have: the answer lists those it has.
+    for (rv, pv) in [("2.3", ""), ("2.11", "3.7"), ("2.11\u{0}", "")] {
+        let job = json!({"jobId": "rt", "trainingInput": {"pythonModule": "t.task",
+            "runtimeVersion": rv, "pythonVersion": pv}});
+        let (code, v) = a.call("POST", jobs, Some(job)).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{rv}: {v}");
+        let fields = v["error"]["details"][0]["fieldViolations"]
+            .as_array()
+            .unwrap();
+        assert!(
+            fields
+                .iter()
+                .any(|f| f["field"] == "job.training_input.runtime_version"),
+            "{v}"
+        );
+        assert!(v.to_string().contains("it has 2.11/3.11 (python3)"), "{v}");
+    }
     let (_, list) = a.call("GET", jobs, None).await;
     assert_eq!(list, json!({"jobs": []}), "nothing half-created");
 }

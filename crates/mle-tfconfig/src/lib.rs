@@ -3,6 +3,11 @@
 //! (`mle local train --distributed`), the server's plans, the Slurm shim (`mle replica`) and the
 //! trainers (`mle train`, the Rust SDK through `mle-dist`) all go through [`TfConfig`].
 //!
+//! It also derives every other variable a replica's place in the cluster decides
+//! ([`TfConfig::replica_env`]): `CLUSTER_SPEC` for container-command jobs and the PyTorch
+//! rendezvous variables (`MASTER_ADDR`, `MASTER_PORT`, `WORLD_SIZE`, `RANK`); and the name of
+//! the primary, which the runtime version decides ([`primary_name`]).
+//!
 //! ```
 //! use mle_tfconfig::{ReplicaRole, TfConfig};
 //! let tf = TfConfig::parse(r#"{"cluster": {"chief": ["h:1"], "worker": ["h:2"]},
@@ -59,6 +64,53 @@ pub enum ReplicaRole {
 
 /// The names a cluster's primary replica may have.
 pub const PRIMARY_NAMES: [&str; 2] = ["chief", "master"];
+
+/// The name Cloud ML Engine gives a cluster's primary replica (the ml-engine docs, "TF_CONFIG
+/// and distributed training details", section "chief versus master"): `chief` for runtime
+/// versions 2.1 and later, `master` for earlier ones and when none is given (TensorFlow 1's
+/// Estimators expect it); a custom container's primary (here: a `containerCommand` job) is
+/// `master` whatever the version. `useChiefInTfConfig` names it `chief` in every case.
+pub fn primary_name(runtime_version: &str, container: bool, use_chief: bool) -> &'static str {
+    if use_chief {
+        return "chief";
+    }
+    let mut parts = runtime_version.trim().split('.');
+    let major: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    match major {
+        Some(m) if !container && (m, minor) >= (2, 1) => "chief",
+        _ => "master",
+    }
+}
+
+/// The variables [`TfConfig::replica_env`] sets; the Slurm shim recomputes them all from the
+/// rewritten `TF_CONFIG` ([`rewrite_env`]).
+pub const CLUSTER_VARS: [&str; 6] = [
+    "TF_CONFIG",
+    "CLUSTER_SPEC",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "WORLD_SIZE",
+    "RANK",
+];
+
+/// Replaces, in a replica's environment, every cluster address `(role, index)` found in
+/// `addrs` and every variable derived from them ([`CLUSTER_VARS`]). `CLUSTER_SPEC` stays
+/// present only where it was. A `TF_CONFIG` that does not parse is left as it is (the trainer
+/// reports it).
+pub fn rewrite_env(env: &mut Vec<(String, String)>, addrs: &HashMap<(String, usize), String>) {
+    let Some(Ok(mut tf)) = env
+        .iter()
+        .find(|(k, _)| k == "TF_CONFIG")
+        .map(|(_, v)| TfConfig::parse(v))
+    else {
+        return;
+    };
+    tf.rewrite_addresses(addrs);
+    let container = env.iter().any(|(k, _)| k == "CLUSTER_SPEC");
+    env.retain(|(k, _)| !CLUSTER_VARS.contains(&k.as_str()));
+    env.extend(tf.replica_env(container));
+}
 
 /// The cluster of a primary named `primary`, `workers` workers and `ps` parameter servers;
 /// `addr(role, index)` gives each address (called for the primary, then the workers, then the
@@ -244,6 +296,46 @@ impl TfConfig {
         matches!(self.role(), ReplicaRole::Single | ReplicaRole::Primary)
     }
 
+    /// Every variable this replica's place in the cluster decides, `TF_CONFIG` first:
+    /// - `CLUSTER_SPEC` when `container` (the ml-engine docs, "Distributed training with
+    ///   containers"): the same cluster, task and job, the primary always named `master`;
+    /// - for the trainers of a cluster (the primary and the workers), the variables AI
+    ///   Platform gives PyTorch trainers, so that `init_method="env://"` works: `MASTER_ADDR`
+    ///   and `MASTER_PORT` (the primary's address), `WORLD_SIZE` (the trainers) and `RANK`
+    ///   (the primary 0, then worker `i` is `i + 1`). Parameter servers and evaluators are not
+    ///   ranks and get none of them, nor does a process that runs alone.
+    pub fn replica_env(&self, container: bool) -> Vec<(String, String)> {
+        let mut env = vec![("TF_CONFIG".to_string(), self.to_json())];
+        if container {
+            let mut spec = self.clone();
+            if let Some(chief) = spec.cluster.remove("chief") {
+                spec.cluster.insert("master".into(), chief);
+            }
+            if let Some(t) = spec.task.as_mut().filter(|t| t.kind == "chief") {
+                t.kind = "master".into();
+            }
+            env.push(("CLUSTER_SPEC".into(), spec.to_json()));
+        }
+        let primary = PRIMARY_NAMES
+            .iter()
+            .find_map(|n| self.cluster.get(*n).and_then(|a| a.first()));
+        let rank = match self.task_type() {
+            "worker" => Some(self.task_index() + 1),
+            k if PRIMARY_NAMES.contains(&k) => Some(0),
+            _ => None,
+        };
+        if let (Some(addr), Some(rank)) = (primary, rank) {
+            let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), ""));
+            env.extend([
+                ("MASTER_ADDR".to_string(), host.to_string()),
+                ("MASTER_PORT".to_string(), port.to_string()),
+                ("WORLD_SIZE".to_string(), self.trainer_count().to_string()),
+                ("RANK".to_string(), rank.to_string()),
+            ]);
+        }
+        env
+    }
+
     /// Replaces every cluster address `(role, index)` found in `addrs` (the Slurm shim's
     /// rendezvous), leaving the rest as it is.
     pub fn rewrite_addresses(&mut self, addrs: &HashMap<(String, usize), String>) {
@@ -299,6 +391,86 @@ mod tests {
             ReplicaRole::Single
         );
         assert_eq!(TfConfig::default().role(), ReplicaRole::Single);
+    }
+
+    #[test]
+    fn the_runtime_version_names_the_primary() {
+        for (version, container, chief, want) in [
+            ("", false, false, "master"),
+            ("1.15", false, false, "master"),
+            ("2.0", false, false, "master"),
+            ("2.1", false, false, "chief"),
+            ("2.11", false, false, "chief"),
+            ("3", false, false, "chief"),
+            ("nightly", false, false, "master"),
+            ("2.11", true, false, "master"),
+            ("2.11", true, true, "chief"),
+            ("1.15", false, true, "chief"),
+        ] {
+            assert_eq!(
+                primary_name(version, container, chief),
+                want,
+                "{version:?} container={container} useChief={chief}"
+            );
+        }
+    }
+
+    fn var<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn every_trainer_gets_the_pytorch_variables_and_containers_a_cluster_spec() {
+        let c = cluster::<()>("chief", 2, 1, |r, i| Ok(format!("{r}{i}.host:{}", 10 + i))).unwrap();
+        let env_of = |kind: &str, index: usize| {
+            TfConfig::for_task(&c, kind, index, json!({"a": 1})).replica_env(true)
+        };
+        let chief = env_of("chief", 0);
+        assert_eq!(var(&chief, "MASTER_ADDR"), Some("chief0.host"));
+        assert_eq!(var(&chief, "MASTER_PORT"), Some("10"));
+        assert_eq!(var(&chief, "WORLD_SIZE"), Some("3"));
+        assert_eq!(var(&chief, "RANK"), Some("0"));
+        let w1 = env_of("worker", 1);
+        assert_eq!(var(&w1, "RANK"), Some("2"));
+        assert_eq!(var(&w1, "MASTER_ADDR"), Some("chief0.host"));
+        for (kind, i) in [("ps", 0), ("evaluator", 0)] {
+            let e = env_of(kind, i);
+            assert!(
+                var(&e, "RANK").is_none() && var(&e, "WORLD_SIZE").is_none(),
+                "{kind}"
+            );
+        }
+        // CLUSTER_SPEC names the primary `master` even when TF_CONFIG says `chief`.
+        let spec: Value = serde_json::from_str(var(&chief, "CLUSTER_SPEC").unwrap()).unwrap();
+        assert_eq!(spec["task"], json!({"type": "master", "index": 0}));
+        assert_eq!(spec["cluster"]["master"], json!(["chief0.host:10"]));
+        assert!(spec["cluster"].get("chief").is_none());
+        assert_eq!(spec["job"], json!({"a": 1}));
+        let tf: Value = serde_json::from_str(var(&chief, "TF_CONFIG").unwrap()).unwrap();
+        assert_eq!(tf["task"]["type"], "chief");
+        // A Python-module job gets no CLUSTER_SPEC; a process alone gets no ranks.
+        let plain = TfConfig::for_task(&c, "worker", 0, Value::Null).replica_env(false);
+        assert!(var(&plain, "CLUSTER_SPEC").is_none());
+        let alone = TfConfig::single(json!({})).replica_env(false);
+        assert_eq!(alone.len(), 1);
+    }
+
+    #[test]
+    fn rewriting_an_environment_rewrites_every_derived_variable() {
+        let c = cluster::<()>("master", 1, 0, |r, i| Ok(format!("{r}-{i}:1"))).unwrap();
+        let mut env = vec![("PATH".to_string(), "/bin".to_string())];
+        env.extend(TfConfig::for_task(&c, "worker", 0, Value::Null).replica_env(true));
+        let mut addrs = HashMap::new();
+        addrs.insert(("master".to_string(), 0), "node1:7".to_string());
+        addrs.insert(("worker".to_string(), 0), "node2:8".to_string());
+        rewrite_env(&mut env, &addrs);
+        assert_eq!(var(&env, "PATH"), Some("/bin"));
+        assert_eq!(var(&env, "MASTER_ADDR"), Some("node1"));
+        assert_eq!(var(&env, "MASTER_PORT"), Some("7"));
+        assert_eq!(var(&env, "RANK"), Some("1"));
+        let spec: Value = serde_json::from_str(var(&env, "CLUSTER_SPEC").unwrap()).unwrap();
+        assert_eq!(spec["cluster"]["worker"], json!(["node2:8"]));
+        assert_eq!(env.iter().filter(|(k, _)| k == "TF_CONFIG").count(), 1);
     }
 
     #[test]

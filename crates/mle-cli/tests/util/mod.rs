@@ -62,6 +62,22 @@ pub fn test_python() -> PathBuf {
     p
 }
 
+/// The TensorFlow runtime of the framework tests (tensorflow-cpu and tf_keras 2.21, made by
+/// `scripts/test.sh` from `tests/python/tf-requirements.txt`): `MLE_TEST_TF_PYTHON`, or
+/// `target/tf-venv/bin/python`. Tests that need it fail (they do not skip) without it.
+pub fn tf_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("MLE_TEST_TF_PYTHON") {
+        return p.into();
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tf-venv/bin/python");
+    assert!(
+        p.exists(),
+        "no TensorFlow venv at {}: run ./scripts/test.sh, which creates it",
+        p.display()
+    );
+    p
+}
+
 /// The abalone tutorial's training command.
 pub fn abalone_train(job_dir: &Path, steps: u64, batch: u64) -> Command {
     let ex = examples();
@@ -447,6 +463,7 @@ pub fn check_standard_1_launch_contract(s: &Server, probe: &Path, job_dir: &Path
         serde_json::json!(["--epochs", "2", "--job-dir", job_dir.to_str().unwrap()])
     );
     assert_eq!(master["env"]["CLOUD_ML_JOB_ID"], "probe_1");
+    check_torch_variables(probe, cluster, "master");
     for f in &seen {
         let r: Value =
             serde_json::from_str(&std::fs::read_to_string(probe.join(f)).unwrap()).unwrap();
@@ -465,6 +482,48 @@ pub fn check_standard_1_launch_contract(s: &Server, probe: &Path, job_dir: &Path
         );
     }
     cluster.clone()
+}
+
+/// The PyTorch rendezvous variables every trainer of a recorded cluster (the probe trainer's
+/// files in `probe`) got: `MASTER_ADDR:MASTER_PORT` is the primary's address in `cluster`,
+/// `WORLD_SIZE` the trainers, `RANK` 0 for the primary and `i + 1` for worker `i`; parameter
+/// servers and evaluators have none.
+pub fn check_torch_variables(probe: &Path, cluster: &Value, primary: &str) {
+    let workers = cluster["worker"].as_array().map_or(0, Vec::len);
+    let primary_addr = cluster[primary][0].as_str().unwrap();
+    for f in std::fs::read_dir(probe).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
+        let env = &r["env"];
+        let (role, index) = name.trim_end_matches(".json").split_once('-').unwrap();
+        let rank = match role {
+            "worker" => Some(index.parse::<usize>().unwrap() + 1),
+            r if r == primary => Some(0),
+            _ => None,
+        };
+        match rank {
+            Some(rank) => {
+                assert_eq!(env["RANK"], rank.to_string(), "{name}: {env}");
+                assert_eq!(env["WORLD_SIZE"], (workers + 1).to_string(), "{name}");
+                assert_eq!(
+                    format!(
+                        "{}:{}",
+                        env["MASTER_ADDR"].as_str().unwrap(),
+                        env["MASTER_PORT"].as_str().unwrap()
+                    ),
+                    primary_addr,
+                    "{name}"
+                );
+            }
+            None => assert!(
+                env.get("RANK").is_none() && env.get("WORLD_SIZE").is_none(),
+                "{name} is not a rank: {env}"
+            ),
+        }
+    }
 }
 
 /// A private Slurm cluster (`scripts/slurm-cluster.sh`: one host, or two in network

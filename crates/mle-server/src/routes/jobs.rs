@@ -98,7 +98,23 @@ async fn check_resume(
     }
 }
 
-/// The job dir and packages must pass the path policy.
+/// A Python trainer's `runtimeVersion` (and `pythonVersion`) must be one this server has.
+fn check_runtime(s: &AppState, job: &Job) -> Option<FieldViolation> {
+    let t = job.training_input.as_ref()?;
+    if t.python_module.is_empty() {
+        return None;
+    }
+    let why = s
+        .cfg
+        .runtimes
+        .pick(&t.runtime_version, &t.python_version)
+        .err()?;
+    Some(FieldViolation::new(
+        "job.training_input.runtime_version",
+        why,
+    ))
+}
+
 /// Every replica's `containerCommand` must start an allowed program (`--allow-command`).
 fn check_commands(s: &AppState, job: &Job) -> Vec<FieldViolation> {
     let Some(t) = &job.training_input else {
@@ -122,6 +138,7 @@ fn check_commands(s: &AppState, job: &Job) -> Vec<FieldViolation> {
     .collect()
 }
 
+/// The job dir and packages must pass the path policy.
 fn check_paths(s: &AppState, job: &Job) -> Vec<FieldViolation> {
     let mut v = Vec::new();
     let Some(t) = &job.training_input else {
@@ -159,6 +176,7 @@ async fn create(
     violations.extend(check_resume(&s, &project, &job).await?);
     violations.extend(check_paths(&s, &job));
     violations.extend(check_commands(&s, &job));
+    violations.extend(check_runtime(&s, &job));
     if !violations.is_empty() {
         return Err(ApiError::Invalid(violations));
     }
