@@ -80,13 +80,13 @@ fn local_clusters_run_real_tensorflow_strategies() {
 /// A CUSTOM job config with `workers` workers and `ps` parameter servers on `runtime`.
 fn custom_config(dir: &Path, name: &str, workers: usize, ps: usize, runtime: &str) -> PathBuf {
     let cfg = dir.join(format!("{name}.yaml"));
-    let mut t = json!({"scaleTier": "CUSTOM", "masterType": "standard", "workerCount": workers.to_string(),
+    let mut t = json!({"scaleTier": "CUSTOM", "masterType": "n1-highcpu-2", "workerCount": workers.to_string(),
         "parameterServerCount": ps.to_string(), "runtimeVersion": runtime, "pythonVersion": "3.11"});
     if workers > 0 {
-        t["workerType"] = json!("standard");
+        t["workerType"] = json!("n1-highcpu-2");
     }
     if ps > 0 {
-        t["parameterServerType"] = json!("standard");
+        t["parameterServerType"] = json!("n1-highcpu-2");
     }
     std::fs::write(&cfg, json!({"trainingInput": t}).to_string()).unwrap();
     cfg

@@ -340,7 +340,7 @@ fn build(
         "-c",
         "import json, sys; print(json.dumps([p for p in sys.path if p]))",
     ]);
-    let paths = match run(c, req, deadline, log, cancelled)? {
+    let paths = match run(c, req, deadline, &mut |_| {}, cancelled)? {
         Ended::Ok(out) => out,
         Ended::Failed(t) => return Err(failed(&format!("{} does not run", req.python), t)),
     };
@@ -355,21 +355,30 @@ fn build(
     let mut c = Command::new(&python);
     c.args([
         "-c",
-        "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        "import json, sys, sysconfig; print(json.dumps([sysconfig.get_paths()['purelib']] + [p for p in sys.path if p]))",
     ]);
-    let site = match run(c, req, deadline, log, cancelled)? {
-        Ended::Ok(out) => PathBuf::from(out.trim()),
+    let own: Vec<String> = match run(c, req, deadline, &mut |_| {}, cancelled)? {
+        Ended::Ok(out) => serde_json::from_str(out.trim())
+            .map_err(|e| format!("the new environment printed no sys.path: {e}"))?,
         Ended::Failed(t) => return Err(failed("the new environment does not run", t)),
     };
+    let site = PathBuf::from(own.first().cloned().unwrap_or_default());
     if !site.starts_with(dir) {
         return Err(format!(
             "the new environment's site-packages {} is outside it",
             site.display()
         ));
     }
+    // Only what the runtime adds to the environment's own path (its site-packages): the
+    // standard library is the environment's already, and pip's isolated builds strip every
+    // path a `.pth` file adds, which would leave them without it.
+    let layer: String = paths
+        .iter()
+        .filter(|p| !own.contains(p))
+        .map(|p| format!("{p}\n"))
+        .collect();
     let pth = site.join("_mle_runtime.pth");
-    std::fs::write(&pth, paths.join("\n") + "\n")
-        .map_err(|e| format!("cannot write {}: {e}", pth.display()))?;
+    std::fs::write(&pth, layer).map_err(|e| format!("cannot write {}: {e}", pth.display()))?;
     let mut c = Command::new(&python);
     c.args([
         "-m",
