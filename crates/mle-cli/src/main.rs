@@ -30,7 +30,7 @@ enum Command {
     #[command(subcommand)]
     Local(local::LocalCommand),
     /// Run the job service: the ml/v1 REST API, a store and the job scheduler.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Submit, inspect, follow and cancel jobs on an mle server.
     Jobs {
         #[command(subcommand)]
@@ -77,7 +77,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Local(cmd) => local::run(cmd),
-        Command::Server(args) => server::server(args),
+        Command::Server(args) => server::server(*args),
         Command::Jobs { command, conn } => jobs::jobs(command, conn),
         Command::ExecSupervise { run_dir } => internal::supervise(run_dir),
         Command::Replica { run_dir } => internal::replica(run_dir),
