@@ -304,6 +304,28 @@ fn a_python_sdist_job_runs_as_the_unprivileged_user() {
         .unwrap()
         .uid();
     assert_eq!(owner, 65534, "the replicas ran as nobody");
+    // The environment nobody's pip built is sealed: the server's, and nobody may change it
+    // for the next job.
+    let envs: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("data/envs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    let mut stack = envs.clone();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            assert_eq!(m.uid(), 0, "{}", e.path().display());
+            if !m.file_type().is_symlink() {
+                assert_eq!(m.permissions().mode() & 0o022, 0, "{}", e.path().display());
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
 }
 
 /// A job dir that does not exist yet is made for the job's user: the built-in trainer, run as

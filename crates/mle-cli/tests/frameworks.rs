@@ -186,28 +186,34 @@ fn the_server_runs_real_tensorflow_trainers_as_cloud_ml_engine_does() {
         ],
     );
     let mwms = check_tf_jobs(&s, dir.path());
-    // Google's own client submits the same package (the staged sdist) as a new job: its
+    // Google's own client submits the same package (the staged sdist) as new jobs: their
     // environment is the one the first job built.
     let uris = mwms["trainingInput"]["packageUris"].clone();
-    let body = json!({"jobId": "tf_google", "trainingInput": {"scaleTier": "CUSTOM", "masterType": "standard",
-        "workerType": "standard", "workerCount": "1", "runtimeVersion": "2.11", "pythonModule": "trainer.mwms",
-        "packageUris": uris, "jobDir": dir.path().join("google"), "region": "local"}});
-    let out = run_expect(
-        std::process::Command::new(&py)
-            .arg(examples().join("../tests/python/google_submit.py"))
-            .args([&s.url, &s.token(), "p", &body.to_string()]),
-        0,
-    );
-    let got: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    assert_eq!(got["state"], "SUCCEEDED", "{got}\n{}", s.logs("tf_google"));
+    let google = |job: &str, module: &str, ps: &str| {
+        let body = json!({"jobId": job, "trainingInput": {"scaleTier": "CUSTOM", "masterType": "n1-highcpu-2",
+            "workerType": "n1-highcpu-2", "workerCount": "1", "parameterServerType": "n1-highcpu-2",
+            "parameterServerCount": ps, "runtimeVersion": "2.11", "pythonModule": module,
+            "packageUris": uris, "jobDir": dir.path().join(job), "region": "local"}});
+        let out = run_expect(
+            std::process::Command::new(&py)
+                .arg(examples().join("../tests/python/google_submit.py"))
+                .args([&s.url, &s.token(), "p", &body.to_string()]),
+            0,
+        );
+        let got: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(got["state"], "SUCCEEDED", "{got}\n{}", s.logs(job));
+        let logs = s.logs(job);
+        assert!(logs.contains("using the cached environment"), "{logs}");
+    };
+    google("tf_google", "trainer.mwms", "0");
     assert_eq!(
-        read_json(&dir.path().join("google/mwms.json"))["num_replicas_in_sync"],
+        read_json(&dir.path().join("tf_google/mwms.json"))["num_replicas_in_sync"],
         2
     );
-    assert!(
-        s.logs("tf_google").contains("using the cached environment"),
-        "{}",
-        s.logs("tf_google")
+    google("tf_google_ps", "trainer.pss", "1");
+    assert_eq!(
+        read_json(&dir.path().join("tf_google_ps/pss.json"))["moved"],
+        true
     );
     // A 1.x runtime keeps `master`, as does a job naming no runtime version.
     for (job, rv) in [("probe_115", "1.15"), ("probe_none", "")] {
@@ -442,4 +448,101 @@ fn a_real_torch_distributed_job_runs_when_asked() {
     let r = read_json(&job_dir.join("torch.json"));
     assert_eq!(r["world_size"], 2, "{r}");
     assert_eq!(r["all_reduce"], 3.0, "ranks 0 + 1, plus one each: {r}");
+}
+
+#[test]
+fn two_jobs_that_ship_the_same_package_at_once_install_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let links = find_links(dir.path());
+    let py = test_python();
+    let s = start_server_with(
+        &dir.path().join("data"),
+        &[("MLE_PYTHON", py.to_str().unwrap())],
+        4,
+        &["--find-links".as_ref(), links.as_os_str()],
+    );
+    // The CLI stages the sdist (job `first`); `second` ships the very same file, submitted
+    // while `first` still prepares, so both wait on the one environment.
+    let staged = dir.path().join("staged");
+    run_expect(
+        s.cli()
+            .current_dir(examples().join("../tests/fixtures/deps_trainer"))
+            .args(["jobs", "--project", "p", "submit", "training", "first"])
+            .args(["--package-path", "trainer", "--module-name", "trainer.task"])
+            .arg("--job-dir")
+            .arg(&staged),
+        0,
+    );
+    let (_, first) = s.request("GET", "/v1/projects/p/jobs/first", None);
+    let body = json!({"jobId": "second", "trainingInput": {"pythonModule": "trainer.task",
+        "packageUris": first["trainingInput"]["packageUris"]}});
+    let (code, v) = s.request("POST", "/v1/projects/p/jobs", Some(&body.to_string()));
+    assert_eq!(code, 200, "{v}");
+    expect_success(&s, "first");
+    expect_success(&s, "second");
+    let logs = format!("{}{}", s.logs("first"), s.logs("second"));
+    assert_eq!(logs.matches("Successfully installed").count(), 1, "{logs}");
+    assert_eq!(
+        logs.matches("using the cached environment").count(),
+        1,
+        "{logs}"
+    );
+}
+
+#[test]
+fn bad_runtime_flags_and_unknown_runtimes_are_refused_with_what_there_is() {
+    let dir = tempfile::tempdir().unwrap();
+    // A malformed flag is a usage error; an interpreter that does not exist stops the server
+    // at start-up.
+    let out = mle()
+        .args(["server", "--runtime", "2.11"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("VERSION[/PYTHON_VERSION]=INTERPRETER"),
+        "{}",
+        stderr(&out)
+    );
+    let out = mle()
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--runtime",
+            "2.11=/nonexistent/python",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no such interpreter"),
+        "{}",
+        stderr(&out)
+    );
+    // `mle local train` chooses as the server does.
+    let out = mle()
+        .current_dir(examples().join("../tests/fixtures/probe_trainer"))
+        .args([
+            "local",
+            "train",
+            "--package-path",
+            "trainer",
+            "--module-name",
+            "trainer.task",
+        ])
+        .args(["--runtime-version", "9.9", "--runtime", "2.11=python3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no runtime version '9.9'")
+            && stderr(&out).contains("2.11 (python3)"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -379,6 +379,13 @@ fn build(
         .collect();
     let pth = site.join("_mle_runtime.pth");
     std::fs::write(&pth, layer).map_err(|e| format!("cannot write {}: {e}", pth.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Readable by the job's user whatever the server's umask (077): a `.pth` Python cannot
+        // read is skipped without a word, and the runtime's packages would be missing.
+        std::fs::set_permissions(&pth, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| format!("cannot open {} to the job's user: {e}", pth.display()))?;
+    }
     let mut c = Command::new(&python);
     c.args([
         "-m",
@@ -436,4 +443,77 @@ fn seal(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_lines_stay_bounded_whatever_the_process_prints() {
+        let mut input = b"first\r\n".to_vec();
+        input.extend(vec![b'x'; 3 * MAX_LINE]);
+        input.extend(b"\n\xff\xfe not utf-8\nlast without newline");
+        let mut got = Vec::new();
+        lines(&input[..], |l| {
+            got.push(l);
+            true
+        });
+        assert_eq!(
+            got.len(),
+            4,
+            "{:?}",
+            got.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(got[0], "first");
+        assert_eq!(got[1].len(), MAX_LINE, "a flood is cut, not kept");
+        assert!(got[2].ends_with(" not utf-8") && got[2].contains('\u{fffd}'));
+        assert_eq!(got[3], "last without newline");
+        // The reader stops as soon as the consumer does.
+        let mut n = 0;
+        lines(&b"a\nb\nc\n"[..], |_| {
+            n += 1;
+            false
+        });
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn the_key_is_the_runtime_the_package_bytes_and_pip_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("p-0.1.tar.gz");
+        std::fs::write(&pkg, b"one").unwrap();
+        let packages = [pkg.clone()];
+        let base = Request {
+            python: "/opt/a/bin/python",
+            packages: &packages,
+            pip_args: &[],
+            cache: dir.path(),
+            run_as: None,
+            env: &[],
+            timeout: Duration::from_secs(1),
+        };
+        let k = key(&base).unwrap();
+        assert_eq!(k.len(), 64);
+        assert_eq!(
+            key(&base).unwrap(),
+            k,
+            "the same request, the same environment"
+        );
+        let other_python = Request {
+            python: "/opt/b/bin/python",
+            ..base.clone()
+        };
+        assert_ne!(key(&other_python).unwrap(), k);
+        let args = ["--index-url".to_string(), "http://mirror".to_string()];
+        let with_args = Request {
+            pip_args: &args,
+            ..base.clone()
+        };
+        assert_ne!(key(&with_args).unwrap(), k);
+        std::fs::write(&pkg, b"two").unwrap();
+        assert_ne!(key(&base).unwrap(), k, "new bytes, a new environment");
+        std::fs::remove_file(&pkg).unwrap();
+        assert!(key(&base).unwrap_err().contains("cannot read package"));
+    }
 }
