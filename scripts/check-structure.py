@@ -44,6 +44,7 @@ RULES = {
     "mle-predict": ({"burn", "mle-nn", "mle-train"} | HTTP_OR_STORE, "prediction without burn or HTTP"),
     "mle-train": ({"mle-dist"} | HTTP_OR_STORE | {"tokio"}, "training sees models only; no HTTP, no store"),
     "mle-dist": (HTTP_OR_STORE | {"tokio"}, "replicas exchange flat vectors over their own protocol"),
+    "mle-storage": ({m for m in members if m != "mle-storage"} | {"burn", "axum", "sqlx"}, "objects and files only: no models, no jobs, no server"),
     "mle-server": ({"burn", "mle-nn", "mle-train", "mle-dist", "mle-cli"}, "the service trains nothing itself"),
 }
 problems = []

@@ -1,6 +1,8 @@
 //! `mle train`: flags of the seed `task.py` mapped onto the built-in trainer.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -138,7 +140,69 @@ pub fn local_path(uri: &str) -> Result<PathBuf> {
     mle_api::local_path(uri).map_err(|e| anyhow::anyhow!("{uri}: {e}"))
 }
 
+/// Whether a data or job-dir argument needs the storage layer: a bucket URI, or a pattern.
+fn needs_storage(arg: &str) -> bool {
+    arg.starts_with("gs://") || arg.starts_with("s3://") || arg.contains(['*', '?'])
+}
+
+/// `--train-files`/`--eval-files` as a data source: local files as they are; bucket objects
+/// and patterns (`gs://b/data/*.csv`) through the storage layer, each object streamed.
+fn data_source(
+    files: &[PathBuf],
+    storage: &mut Option<Arc<mle_storage::Storage>>,
+) -> Result<DataSource> {
+    let args: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    if !args.iter().any(|a| needs_storage(a)) {
+        return Ok(DataSource::Files(files.to_vec()));
+    }
+    let st = storage_of(storage)?;
+    let mut names = Vec::new();
+    for a in &args {
+        for loc in st.glob(a)? {
+            names.push(loc.uri());
+        }
+    }
+    let open_st = st.clone();
+    Ok(DataSource::Streams(builtin::Streams {
+        names,
+        open: Arc::new(move |name: &str| {
+            let loc = mle_storage::Location::parse(name).map_err(std::io::Error::other)?;
+            open_st.reader(&loc).map_err(std::io::Error::other)
+        }),
+    }))
+}
+
+/// The storage layer, made on first use.
+fn storage_of(s: &mut Option<Arc<mle_storage::Storage>>) -> Result<Arc<mle_storage::Storage>> {
+    if s.is_none() {
+        *s = Some(Arc::new(mle_storage::Storage::from_env()?));
+    }
+    Ok(s.clone().expect("set above"))
+}
+
+/// Seconds between pushes of a bucket job dir's local copy (`MLE_JOB_DIR_PUSH_SECS`, 5).
+fn push_period() -> Duration {
+    std::env::var("MLE_JOB_DIR_PUSH_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map_or(Duration::from_secs(5), Duration::from_secs_f64)
+}
+
 pub fn run(a: TrainArgs) -> Result<i32> {
+    let mut storage: Option<Arc<mle_storage::Storage>> = None;
+    // A job dir in a bucket is worked on through a local copy: pulled now (a rerun resumes
+    // from its newest checkpoint), pushed while training runs and when it ends.
+    let mirror = match a.job_dir.as_deref() {
+        Some(d) if d.starts_with("gs://") || d.starts_with("s3://") => {
+            let loc = mle_storage::Location::parse(d)?;
+            let st = storage_of(&mut storage)?;
+            let m = mle_storage::Mirror::pull(st, loc)
+                .with_context(|| format!("--job-dir {d}: reading what it holds"))?;
+            Some(Arc::new(m))
+        }
+        _ => None,
+    };
     let example = a.example.filter(|_| a.model.is_none());
     let (spec, train, eval) = match (example, &a.model) {
         (Some(Example::Abalone), None) => (
@@ -153,18 +217,24 @@ pub fn run(a: TrainArgs) -> Result<i32> {
             }),
         ),
         (_, Some(model)) => {
-            let eval = (!a.eval_files.is_empty()).then(|| DataSource::Files(a.eval_files.clone()));
+            let eval = match a.eval_files.is_empty() {
+                true => None,
+                false => Some(data_source(&a.eval_files, &mut storage)?),
+            };
             (
                 SpecSource::File(model.clone()),
-                DataSource::Files(a.train_files.clone()),
+                data_source(&a.train_files, &mut storage)?,
                 eval,
             )
         }
         (None, None) => bail!("give --model SPEC (or --example abalone)"),
     };
     let (train, eval) = if example.is_some() && !a.train_files.is_empty() {
-        let eval = (!a.eval_files.is_empty()).then(|| DataSource::Files(a.eval_files.clone()));
-        (DataSource::Files(a.train_files.clone()), eval)
+        let eval = match a.eval_files.is_empty() {
+            true => None,
+            false => Some(data_source(&a.eval_files, &mut storage)?),
+        };
+        (data_source(&a.train_files, &mut storage)?, eval)
     } else {
         (train, eval)
     };
@@ -181,7 +251,10 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         }
     }
     let cfg = TrainConfig {
-        job_dir: a.job_dir.as_deref().map(local_path).transpose()?,
+        job_dir: match &mirror {
+            Some(m) => Some(m.local().to_path_buf()),
+            None => a.job_dir.as_deref().map(local_path).transpose()?,
+        },
         train_steps,
         num_epochs: a.num_epochs,
         train_batch_size: pick(a.train_batch_size, 3320, 40) as usize,
@@ -223,6 +296,11 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     // The role is settled before data is read: ps replicas and evaluators never train.
     let tf = TfConfig::from_env().map_err(anyhow::Error::msg)?;
     match tf.role() {
+        ReplicaRole::Evaluator if mirror.is_some() => {
+            bail!(
+                "an evaluator with a job dir in a bucket is not supported yet: give it a local job dir"
+            )
+        }
         ReplicaRole::Evaluator => {
             let max = args.cfg.train_steps.unwrap_or(u64::MAX);
             builtin::evaluate_checkpoints(args, max).context("evaluator failed")?;
@@ -237,6 +315,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         }
         ReplicaRole::Single | ReplicaRole::Primary | ReplicaRole::Worker => {}
     }
+    let primary = matches!(tf.role(), ReplicaRole::Single | ReplicaRole::Primary);
     let make = move |total: usize| -> Result<Option<Box<dyn mle_train::Exchange>>, TrainError> {
         match mle_dist::for_config(&tf, total, strategy, sync, &opts)? {
             mle_dist::Role::Trainer(x) => Ok(Some(x)),
@@ -247,7 +326,27 @@ pub fn run(a: TrainArgs) -> Result<i32> {
             ),
         }
     };
-    let outcome = builtin::run(args, &make).context("training failed")?;
+    let mut pusher = mirror.as_ref().filter(|_| primary).map(|m| {
+        m.every(push_period(), |e| {
+            eprintln!("warning: the job dir's copy could not be pushed yet (retried): {e}")
+        })
+    });
+    let outcome = builtin::run(args, &make).context("training failed");
+    if let (Some(m), Some(p)) = (&mirror, pusher.as_mut()) {
+        // Whatever training did, what it wrote is kept: the last push must land.
+        p.stop();
+        let pushed = m
+            .push()
+            .with_context(|| format!("--job-dir {}: the last upload failed", m.remote()))?;
+        eprintln!(
+            "job dir {} is up to date ({pushed} file(s) in the last push)",
+            m.remote()
+        );
+    }
+    let outcome = outcome?;
+    if let Some(step) = outcome.resumed_from {
+        eprintln!("resumed from the checkpoint of step {step}");
+    }
     if outcome.metrics.is_empty() {
         println!("replica finished at step {}", outcome.step);
         return Ok(0);
@@ -259,7 +358,13 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         .collect();
     println!("final step {}: {}", outcome.step, metrics.join(", "));
     if let Some(dir) = outcome.export_dir {
-        println!("exported to {}", dir.display());
+        match &mirror {
+            Some(m) => {
+                let rel = dir.strip_prefix(m.local()).unwrap_or(&dir);
+                println!("exported to {}", m.remote().join(&rel.to_string_lossy()));
+            }
+            None => println!("exported to {}", dir.display()),
+        }
     }
     Ok(0)
 }

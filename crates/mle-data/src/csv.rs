@@ -110,13 +110,44 @@ impl Dataset {
 
     /// Parses CSV text; `source` names it in error messages.
     pub fn parse_str(schema: &Schema, text: &str, source: &str) -> Result<Self> {
+        Self::parse_lines(schema, text.lines().map(|l| Ok(l.to_string())), source)
+    }
+
+    /// Parses CSV from a stream, line by line: only the parsed rows are kept, never the text
+    /// (an object read from a bucket is not held in memory twice). `source` names it.
+    pub fn read_stream(
+        schema: &Schema,
+        reader: impl std::io::BufRead,
+        source: &str,
+    ) -> Result<Self> {
+        let lines = reader.lines().map(|l| {
+            l.map_err(|e| DataError::Io {
+                path: source.into(),
+                source: e,
+            })
+        });
+        Self::parse_lines(schema, lines, source)
+    }
+
+    /// Concatenates `other`'s rows onto these (same width).
+    pub fn append(&mut self, other: &Dataset) {
+        self.features.extend_from_slice(&other.features);
+        self.labels.extend_from_slice(&other.labels);
+    }
+
+    fn parse_lines(
+        schema: &Schema,
+        lines: impl Iterator<Item = Result<String>>,
+        source: &str,
+    ) -> Result<Self> {
         let (feature_idx, label_idx) = schema.indices()?;
         let mut ds = Dataset {
             width: feature_idx.len(),
             ..Default::default()
         };
         let mut first = true;
-        for (i, raw) in text.lines().enumerate() {
+        for (i, raw) in lines.enumerate() {
+            let raw = raw?;
             let line = i + 1;
             let raw = raw.trim();
             if raw.is_empty() {
@@ -274,6 +305,35 @@ mod tests {
             label_kind: Label::Classes(["setosa", "versicolor"].map(String::from).to_vec()),
             header,
         }
+    }
+
+    #[test]
+    fn a_stream_parses_as_its_text_does_and_fails_the_same_way() {
+        let text = "a,b,class\n1,2,setosa\n\n3,4,versicolor\n";
+        let schema = iris_schema(Header::Auto);
+        let whole = Dataset::parse_str(&schema, text, "f.csv").unwrap();
+        let streamed = Dataset::read_stream(&schema, text.as_bytes(), "gs://b/f.csv").unwrap();
+        assert_eq!(
+            (whole.features(), whole.labels()),
+            (streamed.features(), streamed.labels())
+        );
+        let mut both = whole.clone();
+        both.append(&streamed);
+        assert_eq!(both.len(), 4);
+        let err = Dataset::read_stream(
+            &schema,
+            "1,2,setosa\n1,x,setosa\n".as_bytes(),
+            "gs://b/f.csv",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("gs://b/f.csv:2: column 2"), "{err}");
+        // Bytes that are not UTF-8 are an I/O error naming the stream, not a panic.
+        let err =
+            Dataset::read_stream(&schema, &b"1,2,setosa\n\xff,1,setosa\n"[..], "s3://b/f.csv")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("s3://b/f.csv"), "{err}");
     }
 
     fn check_err(text: &str, expect: &str) {

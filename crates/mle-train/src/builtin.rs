@@ -11,11 +11,33 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::exchange::Exchange;
 use crate::{Outcome, TrainConfig, TrainError, Trainer};
 
+/// Opens a named CSV stream (an object in a bucket: `mle-storage` in the CLI).
+pub type OpenStream = dyn Fn(&str) -> std::io::Result<Box<dyn std::io::Read + Send>> + Send + Sync;
+
+/// Streams opened by name, on demand.
+#[derive(Clone)]
+pub struct Streams {
+    /// The names (URIs), in order; messages name them.
+    pub names: Vec<String>,
+    /// Opens one.
+    pub open: std::sync::Arc<OpenStream>,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
 /// Where rows come from.
 #[derive(Debug, Clone)]
 pub enum DataSource {
     /// CSV files, concatenated.
     Files(Vec<PathBuf>),
+    /// CSV streams (objects in buckets), concatenated, each parsed as it is read.
+    Streams(Streams),
     /// CSV text embedded in the binary (`--example`), with a name for messages.
     Inline {
         /// Name used in messages.
@@ -55,6 +77,27 @@ fn load(schema: &Schema, src: &DataSource) -> Result<Dataset, TrainError> {
     Ok(match src {
         DataSource::Files(paths) => Dataset::read_files(schema, paths)?,
         DataSource::Inline { name, text } => Dataset::parse_str(schema, text, name)?,
+        DataSource::Streams(st) => {
+            let mut all: Option<Dataset> = None;
+            for name in &st.names {
+                let reader = (st.open)(name).map_err(|e| TrainError::Config(e.to_string()))?;
+                let part = Dataset::read_stream(
+                    schema,
+                    std::io::BufReader::with_capacity(1 << 16, reader),
+                    name,
+                )?;
+                match all.as_mut() {
+                    Some(a) => a.append(&part),
+                    None => all = Some(part),
+                }
+            }
+            match all.filter(|d| !d.is_empty()) {
+                Some(d) => d,
+                None => {
+                    return Err(mle_data::DataError::Empty(st.names.join(", ")).into());
+                }
+            }
+        }
     })
 }
 

@@ -1,0 +1,638 @@
+//! One storage layer for every place Cloud ML Engine takes a path: local paths, `file://`,
+//! `gs://` and `s3://` ([`Location`] parses them, once). [`Storage`] reads objects as streams
+//! (memory bounded), writes each object whole (a reader never sees half of one), lists and
+//! globs prefixes, and retries what fails on the way with backoff; every error names the URI
+//! and its cause ([`StorageError`]).
+//!
+//! Clients and credentials, the standard way:
+//! - `gs://`: `gcloud-storage`, which speaks GCS's JSON API. With `STORAGE_EMULATOR_HOST` set
+//!   (the variable Google's client libraries use for an emulator) requests go there, without
+//!   credentials and without any token fetch; otherwise the client's own discovery
+//!   (`GOOGLE_APPLICATION_CREDENTIALS`, ...). `object_store`'s GCS client was not used: it
+//!   speaks only the XML API, ignores the emulator variable and fetches a token from the
+//!   metadata server even when told to skip signing.
+//! - `s3://`: `object_store`'s `AmazonS3Builder::from_env` (`AWS_ENDPOINT_URL`,
+//!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`).
+//!
+//! [`Mirror`] keeps a local working copy of a job dir in a bucket: pulled when a run starts (so
+//! a rerun resumes from the newest checkpoint), pushed while it runs and when it ends.
+
+mod gcs;
+mod local;
+mod mirror;
+mod s3;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use mirror::{Mirror, Pusher};
+
+/// A place named by a URI or a path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// A local path (`/a/b`, `file:///a/b`).
+    Local(PathBuf),
+    /// `gs://bucket/key`.
+    Gcs {
+        /// The bucket.
+        bucket: String,
+        /// The object name (no leading `/`; empty for the bucket's root).
+        key: String,
+    },
+    /// `s3://bucket/key`.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The object key (no leading `/`; empty for the bucket's root).
+        key: String,
+    },
+}
+
+/// What went wrong, with the URI it happened to.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Not a URI or path this layer takes.
+    #[error("'{uri}': {why}")]
+    BadUri {
+        /// The URI.
+        uri: String,
+        /// Why.
+        why: String,
+    },
+    /// The bucket does not exist.
+    #[error("{uri}: no such bucket")]
+    NoSuchBucket {
+        /// The URI.
+        uri: String,
+    },
+    /// The object (or file) does not exist.
+    #[error("{uri}: no such object")]
+    NoSuchObject {
+        /// The URI.
+        uri: String,
+    },
+    /// The store refused the credentials.
+    #[error("{uri}: access denied ({detail})")]
+    AccessDenied {
+        /// The URI.
+        uri: String,
+        /// The store's words.
+        detail: String,
+    },
+    /// No credentials could be found.
+    #[error("{uri}: no credentials ({detail})")]
+    NoCredentials {
+        /// The URI.
+        uri: String,
+        /// How credentials are looked for.
+        detail: String,
+    },
+    /// The store could not be reached (after the retries).
+    #[error("{uri}: the endpoint is unreachable ({detail})")]
+    Unreachable {
+        /// The URI.
+        uri: String,
+        /// The last cause.
+        detail: String,
+    },
+    /// Anything else the store or the file system said.
+    #[error("{uri}: {detail}")]
+    Other {
+        /// The URI.
+        uri: String,
+        /// The cause.
+        detail: String,
+    },
+}
+
+impl StorageError {
+    /// Whether trying again may help (the store was unreachable or answered 5xx/429).
+    pub fn transient(&self) -> bool {
+        matches!(self, StorageError::Unreachable { .. })
+    }
+}
+
+/// The result of storage operations.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+fn bad(uri: &str, why: impl Into<String>) -> StorageError {
+    StorageError::BadUri {
+        uri: uri.to_string(),
+        why: why.into(),
+    }
+}
+
+impl Location {
+    /// Parses a local path, a `file://` URI, or a `gs://`/`s3://` URI. Buckets follow the
+    /// stores' naming rules (3–63 of `a-z0-9._-`, starting and ending with a letter or digit);
+    /// keys may not hold `..` segments, empty segments or control characters.
+    pub fn parse(uri: &str) -> Result<Self> {
+        if uri.chars().any(char::is_control) {
+            return Err(bad(uri, "holds control characters"));
+        }
+        let (scheme, rest) = match uri.split_once("://") {
+            Some((s, r)) => (s, r),
+            None => return Ok(Location::Local(PathBuf::from(uri))),
+        };
+        match scheme {
+            "file" => Ok(Location::Local(PathBuf::from(rest))),
+            "gs" | "s3" => {
+                let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+                let ok_bucket = (3..=63).contains(&bucket.len())
+                    && bucket.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_".contains(&b)
+                    })
+                    && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+                if !ok_bucket {
+                    return Err(bad(
+                        uri,
+                        format!(
+                            "'{bucket}' is not a bucket name (3-63 of a-z, 0-9, '.', '-', '_')"
+                        ),
+                    ));
+                }
+                let key = key.trim_end_matches('/');
+                if key.split('/').any(|s| s == ".." || s == ".") || key.contains("//") {
+                    return Err(bad(uri, "the key may not hold '.', '..' or empty segments"));
+                }
+                let (bucket, key) = (bucket.to_string(), key.to_string());
+                Ok(if scheme == "gs" {
+                    Location::Gcs { bucket, key }
+                } else {
+                    Location::S3 { bucket, key }
+                })
+            }
+            other => Err(bad(
+                uri,
+                format!(
+                    "'{other}://' is not a scheme mle reads (local paths, file://, gs://, s3://)"
+                ),
+            )),
+        }
+    }
+
+    /// Whether it is in an object store.
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Location::Local(_))
+    }
+
+    /// The bucket and key of a remote location.
+    pub fn bucket_key(&self) -> Option<(&str, &str)> {
+        match self {
+            Location::Gcs { bucket, key } | Location::S3 { bucket, key } => {
+                Some((bucket.as_str(), key.as_str()))
+            }
+            Location::Local(_) => None,
+        }
+    }
+
+    /// The location `name` (a relative path with `/`) below this one.
+    pub fn join(&self, name: &str) -> Location {
+        let name = name.trim_start_matches('/');
+        let below = |key: &str| {
+            if key.is_empty() {
+                name.to_string()
+            } else {
+                format!("{key}/{name}")
+            }
+        };
+        match self {
+            Location::Local(p) => Location::Local(p.join(name)),
+            Location::Gcs { bucket, key } => Location::Gcs {
+                bucket: bucket.clone(),
+                key: below(key),
+            },
+            Location::S3 { bucket, key } => Location::S3 {
+                bucket: bucket.clone(),
+                key: below(key),
+            },
+        }
+    }
+
+    /// The URI (`gs://b/k`, `s3://b/k`) or path.
+    pub fn uri(&self) -> String {
+        match self {
+            Location::Local(p) => p.display().to_string(),
+            Location::Gcs { bucket, key } => format!("gs://{bucket}/{key}"),
+            Location::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.uri())
+    }
+}
+
+/// How long failing calls are retried: first wait and the whole budget.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// The first backoff (doubled each time, at most 5 s).
+    pub first: Duration,
+    /// How long one operation keeps trying.
+    pub budget: Duration,
+}
+
+impl Default for Retry {
+    /// 120 s — a store that restarts (a deployment, a crash) is back within a minute or two —
+    /// or `MLE_STORAGE_RETRY_SECS`.
+    fn default() -> Self {
+        let budget = std::env::var("MLE_STORAGE_RETRY_SECS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 86_400.0)
+            .map_or(Duration::from_secs(120), Duration::from_secs_f64);
+        Self {
+            first: Duration::from_millis(200),
+            budget,
+        }
+    }
+}
+
+/// The storage layer: a blocking facade over the stores' async clients (its own runtime, so
+/// callers need none; do not call it from an async task — use `spawn_blocking`).
+pub struct Storage {
+    rt: tokio::runtime::Runtime,
+    gcs: tokio::sync::OnceCell<gcs::Gcs>,
+    s3: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<s3::S3>>>,
+    retry: Retry,
+}
+
+impl Storage {
+    /// A storage layer configured from the environment (see the module docs).
+    pub fn from_env() -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mle-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Other {
+                uri: String::new(),
+                detail: format!("cannot start the storage runtime: {e}"),
+            })?;
+        Ok(Self {
+            rt,
+            gcs: tokio::sync::OnceCell::new(),
+            s3: Default::default(),
+            retry: Retry::default(),
+        })
+    }
+
+    /// The same with another retry policy.
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    fn s3(&self, bucket: &str, uri: &str) -> Result<std::sync::Arc<s3::S3>> {
+        let mut map = self.s3.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(bucket) {
+            return Ok(c.clone());
+        }
+        let c = std::sync::Arc::new(s3::S3::new(bucket, uri)?);
+        map.insert(bucket.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn gcs(&self, uri: &str) -> Result<&gcs::Gcs> {
+        self.rt
+            .block_on(self.gcs.get_or_try_init(|| gcs::Gcs::new(uri)))
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or the retry budget is spent.
+    fn retrying<T>(&self, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+        let start = std::time::Instant::now();
+        let mut wait = self.retry.first;
+        loop {
+            match op() {
+                Err(e) if e.transient() && start.elapsed() + wait < self.retry.budget => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// A stream of the object's (or file's) bytes; memory stays bounded whatever its size.
+    pub fn reader(&self, loc: &Location) -> Result<Box<dyn Read + Send>> {
+        let uri = loc.uri();
+        match loc {
+            Location::Local(p) => local::reader(p),
+            Location::Gcs { bucket, key } => {
+                let gcs = self.gcs(&uri)?;
+                let stream = self.retrying(|| self.rt.block_on(gcs.stream(bucket, key, &uri)))?;
+                Ok(Box::new(ChannelReader::spawn(&self.rt, stream, uri)))
+            }
+            Location::S3 { bucket, key } => {
+                let s3 = self.s3(bucket, &uri)?;
+                let stream = self.retrying(|| self.rt.block_on(s3.stream(key, &uri)))?;
+                Ok(Box::new(ChannelReader::spawn(&self.rt, stream, uri)))
+            }
+        }
+    }
+
+    /// The whole object.
+    pub fn get(&self, loc: &Location) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.reader(loc)?
+            .read_to_end(&mut out)
+            .map_err(|e| io_error(&loc.uri(), e))?;
+        Ok(out)
+    }
+
+    /// Writes the object whole: readers see the old one or the new one, never a part
+    /// (objects by nature; local files through a temporary sibling and a rename).
+    pub fn put(&self, loc: &Location, bytes: &[u8]) -> Result<()> {
+        let uri = loc.uri();
+        match loc {
+            Location::Local(p) => local::put(p, bytes),
+            Location::Gcs { bucket, key } => {
+                let gcs = self.gcs(&uri)?;
+                self.retrying(|| self.rt.block_on(gcs.put(bucket, key, bytes, &uri)))
+            }
+            Location::S3 { bucket, key } => {
+                let s3 = self.s3(bucket, &uri)?;
+                self.retrying(|| self.rt.block_on(s3.put(key, bytes, &uri)))
+            }
+        }
+    }
+
+    /// Every object below `prefix` (as a directory: `prefix/...`), with its size.
+    pub fn list(&self, prefix: &Location) -> Result<Vec<(Location, u64)>> {
+        let uri = prefix.uri();
+        match prefix {
+            Location::Local(p) => local::list(p),
+            Location::Gcs { bucket, key } => {
+                let gcs = self.gcs(&uri)?;
+                let found = self.retrying(|| self.rt.block_on(gcs.list(bucket, key, &uri)))?;
+                Ok(found
+                    .into_iter()
+                    .map(|(k, n)| {
+                        (
+                            Location::Gcs {
+                                bucket: bucket.clone(),
+                                key: k,
+                            },
+                            n,
+                        )
+                    })
+                    .collect())
+            }
+            Location::S3 { bucket, key } => {
+                let s3 = self.s3(bucket, &uri)?;
+                let found = self.retrying(|| self.rt.block_on(s3.list(key, &uri)))?;
+                Ok(found
+                    .into_iter()
+                    .map(|(k, n)| {
+                        (
+                            Location::S3 {
+                                bucket: bucket.clone(),
+                                key: k,
+                            },
+                            n,
+                        )
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The objects a URI names: itself, or with `*` and `?` in its last segment every match
+    /// in that "directory", sorted. No match is an error naming the pattern.
+    pub fn glob(&self, uri: &str) -> Result<Vec<Location>> {
+        let loc = Location::parse(uri)?;
+        let name = match &loc {
+            Location::Local(p) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            other => other
+                .bucket_key()
+                .map(|(_, k)| k.rsplit('/').next().unwrap_or("").to_string())
+                .unwrap_or_default(),
+        };
+        if !name.contains(['*', '?']) {
+            return Ok(vec![loc]);
+        }
+        let parent = match &loc {
+            Location::Local(p) => {
+                Location::Local(p.parent().map(PathBuf::from).unwrap_or_default())
+            }
+            Location::Gcs { bucket, key } => Location::Gcs {
+                bucket: bucket.clone(),
+                key: key.rsplit_once('/').map_or("", |(d, _)| d).to_string(),
+            },
+            Location::S3 { bucket, key } => Location::S3 {
+                bucket: bucket.clone(),
+                key: key.rsplit_once('/').map_or("", |(d, _)| d).to_string(),
+            },
+        };
+        let parent_uri = parent.uri();
+        let mut found: Vec<Location> = self
+            .list(&parent)?
+            .into_iter()
+            .map(|(l, _)| l)
+            .filter(|l| {
+                let u = l.uri();
+                let rest = u
+                    .strip_prefix(&parent_uri)
+                    .unwrap_or(&u)
+                    .trim_start_matches('/');
+                !rest.contains('/') && wildcard(&name, rest)
+            })
+            .collect();
+        found.sort_by_key(Location::uri);
+        if found.is_empty() {
+            return Err(StorageError::NoSuchObject {
+                uri: uri.to_string(),
+            });
+        }
+        Ok(found)
+    }
+}
+
+/// Whether `name` matches `pattern` (`*` any run, `?` one character).
+pub fn wildcard(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+fn io_error(uri: &str, e: std::io::Error) -> StorageError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => StorageError::NoSuchObject {
+            uri: uri.to_string(),
+        },
+        std::io::ErrorKind::PermissionDenied => StorageError::AccessDenied {
+            uri: uri.to_string(),
+            detail: e.to_string(),
+        },
+        _ => StorageError::Other {
+            uri: uri.to_string(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// A stream of byte chunks, pumped on the storage runtime into a bounded channel and read
+/// synchronously: at most a few chunks are in memory at once.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::result::Result<bytes::Bytes, String>>,
+    chunk: bytes::Bytes,
+    uri: String,
+}
+
+/// A store's byte stream.
+type ByteStream = futures::stream::BoxStream<'static, std::result::Result<bytes::Bytes, String>>;
+
+impl ChannelReader {
+    fn spawn(rt: &tokio::runtime::Runtime, mut stream: ByteStream, uri: String) -> Self {
+        use futures::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        rt.spawn(async move {
+            while let Some(item) = stream.next().await {
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Self {
+            rx,
+            chunk: bytes::Bytes::new(),
+            uri,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => {
+                    return Err(std::io::Error::other(format!(
+                        "{}: reading failed: {e}",
+                        self.uri
+                    )));
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_parse_into_locations_and_bad_ones_say_why() {
+        assert_eq!(
+            Location::parse("gs://smiling-beaming-abalone/abalone_train.csv").unwrap(),
+            Location::Gcs {
+                bucket: "smiling-beaming-abalone".into(),
+                key: "abalone_train.csv".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://b12/job/").unwrap(),
+            Location::S3 {
+                bucket: "b12".into(),
+                key: "job".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("file:///tmp/x").unwrap(),
+            Location::Local("/tmp/x".into())
+        );
+        assert_eq!(
+            Location::parse("rel/x").unwrap(),
+            Location::Local("rel/x".into())
+        );
+        for (uri, why) in [
+            ("az://c/x", "not a scheme"),
+            ("gs://Upper/x", "not a bucket name"),
+            ("gs://ab/x", "not a bucket name"),
+            ("gs://-bucket/x", "not a bucket name"),
+            ("s3://bucket/a/../b", "'..'"),
+            ("s3://bucket/a//b", "empty segments"),
+            ("gs://bucket/a\nb", "control characters"),
+        ] {
+            let e = Location::parse(uri).unwrap_err().to_string();
+            assert!(e.contains(why), "{uri}: {e}");
+        }
+        let job = Location::parse("gs://bkt/jobs/j1").unwrap();
+        assert_eq!(
+            job.join("checkpoints/ckpt-5").uri(),
+            "gs://bkt/jobs/j1/checkpoints/ckpt-5"
+        );
+        assert_eq!(
+            Location::parse("s3://bkt").unwrap().join("a").uri(),
+            "s3://bkt/a"
+        );
+    }
+
+    #[test]
+    fn wildcards_match_as_shells_do() {
+        assert!(wildcard("*.csv", "a.csv"));
+        assert!(wildcard("abalone_*.csv", "abalone_train.csv"));
+        assert!(!wildcard("*.csv", "a.csv.gz"));
+        assert!(wildcard("part-????", "part-0001"));
+        assert!(!wildcard("part-????", "part-001"));
+        assert!(wildcard("*", ""));
+    }
+
+    #[test]
+    fn local_files_are_read_written_listed_and_globbed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::from_env().unwrap();
+        let a = Location::Local(dir.path().join("d/a.csv"));
+        s.put(&a, b"1,2\n").unwrap();
+        s.put(&Location::Local(dir.path().join("d/b.csv")), b"3,4\n")
+            .unwrap();
+        s.put(&Location::Local(dir.path().join("d/sub/c.csv")), b"5\n")
+            .unwrap();
+        assert_eq!(s.get(&a).unwrap(), b"1,2\n");
+        let listed = s.list(&Location::Local(dir.path().join("d"))).unwrap();
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        let pattern = format!("{}/d/*.csv", dir.path().display());
+        let found = s.glob(&pattern).unwrap();
+        assert_eq!(
+            found.len(),
+            2,
+            "sub/ is not matched by a last-segment pattern"
+        );
+        let e = s
+            .glob(&format!("{}/d/*.json", dir.path().display()))
+            .unwrap_err();
+        assert!(matches!(e, StorageError::NoSuchObject { .. }), "{e}");
+        let e = s
+            .get(&Location::Local(dir.path().join("nope")))
+            .unwrap_err();
+        assert!(e.to_string().contains("no such object"), "{e}");
+    }
+}
