@@ -72,18 +72,8 @@ pub struct LocalTrainArgs {
     /// The Python version the job asks for (with --runtime-version).
     #[arg(long, value_name = "VERSION", requires = "runtime_version")]
     python_version: Option<String>,
-    /// A runtime and its interpreter, as `mle server --runtime` takes it (repeatable):
-    /// `VERSION[/PYTHON_VERSION]=INTERPRETER`.
-    #[arg(long, value_name = "VERSION=INTERPRETER", value_parser = mle_exec::Runtime::parse)]
-    runtime: Vec<mle_exec::Runtime>,
-    /// The interpreter of trainers that name no runtime version.
-    #[arg(
-        long,
-        value_name = "INTERPRETER",
-        env = "MLE_PYTHON",
-        default_value = "python3"
-    )]
-    python: String,
+    #[command(flatten)]
+    runtimes: crate::runtimes::RuntimeFlags,
     /// Arguments for the trainer (after `--`).
     #[arg(last = true)]
     args: Vec<String>,
@@ -160,11 +150,9 @@ fn train(a: LocalTrainArgs) -> Result<i32> {
             .canonicalize()
             .with_context(|| format!("resolving {}", package.display()))?;
         let parent = package.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let runtimes = mle_exec::Runtimes {
-            default: a.python.clone(),
-            listed: a.runtime.clone(),
-        };
-        let python = runtimes
+        let python = a
+            .runtimes
+            .runtimes()
             .pick(
                 a.runtime_version.as_deref().unwrap_or_default(),
                 a.python_version.as_deref().unwrap_or_default(),

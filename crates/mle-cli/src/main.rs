@@ -8,6 +8,7 @@ mod internal;
 mod jobs;
 mod local;
 mod models;
+mod runtimes;
 mod sdist;
 mod server;
 mod train;

@@ -70,22 +70,8 @@ pub struct ServerArgs {
     /// the job's own variables (TF_CONFIG, CLOUD_ML_*, ...).
     #[arg(long, value_name = "NAME")]
     pass_env: Vec<String>,
-    /// The Python interpreter of Python trainers that name no runtime version (and of every
-    /// one when no --runtime is given).
-    #[arg(
-        long,
-        value_name = "INTERPRETER",
-        env = "MLE_PYTHON",
-        default_value = "python3"
-    )]
-    python: String,
-    /// A runtime version this server offers, with its interpreter (repeatable):
-    /// `VERSION[/PYTHON_VERSION]=INTERPRETER`, e.g. `--runtime 2.11=/opt/tf211/bin/python3`.
-    /// A Python job whose runtimeVersion (and pythonVersion) matches none is refused with a
-    /// 400 that lists these; one that names none runs on --python. Without any --runtime,
-    /// every job runs on --python whatever version it names.
-    #[arg(long, value_name = "VERSION=INTERPRETER", value_parser = mle_exec::Runtime::parse)]
-    runtime: Vec<mle_exec::Runtime>,
+    #[command(flatten)]
+    runtimes: crate::runtimes::RuntimeFlags,
     /// A directory (or URL) of packages pip may install a job's dependencies from, besides the
     /// index (pip's --find-links; repeatable).
     #[arg(long, value_name = "DIR|URL")]
@@ -302,6 +288,7 @@ pub fn server(a: ServerArgs) -> Result<i32> {
         bail!("--allow-command {c}: no such program (on PATH or at that path)");
     }
     if let Some(r) = a
+        .runtimes
         .runtime
         .iter()
         .find(|r| mle_server::find_program(&r.python).is_none())
@@ -335,10 +322,7 @@ pub fn server(a: ServerArgs) -> Result<i32> {
         slots: a.slots.max(1),
         mle_exe,
         backend,
-        runtimes: mle_exec::Runtimes {
-            default: a.python.clone(),
-            listed: a.runtime.clone(),
-        },
+        runtimes: a.runtimes.runtimes(),
         pip: mle_server::PipPolicy {
             args: pip_args,
             timeout: std::time::Duration::from_secs_f64(a.pip_timeout),

@@ -445,19 +445,8 @@ mod tests {
             r#"{"jobId": "j", "trainingInput": {"scaleTier": "STANDARD_1", "pythonModule": "trainer.task", "packageUris": ["p.tar.gz"], "args": ["--x"], "jobDir": "/tmp/j"}}"#,
         )
         .unwrap();
-        let cfg = Config {
-            data_dir: "/tmp".into(),
-            slots: 8,
-            mle_exe: "/bin/mle".into(),
-            runtimes: mle_exec::Runtimes::only("python3"),
-            pip: Default::default(),
-            allow_root: None,
-            backend: mle_exec::Backend::Local {
-                mle_exe: "/bin/mle".into(),
-            },
-            limits: Default::default(),
-            jobs: Default::default(),
-        };
+        // A server with runtimes: a job that names none runs on the default.
+        let cfg = cfg_with_runtimes();
         let plan = plan_training(&job, &RunDir("/tmp/run".into()), &cfg, None).unwrap();
         let tasks: Vec<&str> = plan.replicas.iter().map(|r| r.task.as_str()).collect();
         assert_eq!(tasks.len(), 8);
