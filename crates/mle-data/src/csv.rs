@@ -90,13 +90,14 @@ impl Dataset {
         };
         for path in paths {
             let path = path.as_ref();
-            let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+            let file = std::fs::File::open(path).map_err(|source| DataError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-            let part = Self::parse_str(schema, &text, &path.display().to_string())?;
-            all.features.extend_from_slice(&part.features);
-            all.labels.extend_from_slice(&part.labels);
+            // Line by line: the file's text is never held whole beside the parsed rows.
+            let reader = std::io::BufReader::with_capacity(1 << 16, file);
+            let part = Self::read_stream(schema, reader, &path.display().to_string())?;
+            all.append(part);
         }
         if all.is_empty() {
             let names: Vec<String> = paths
@@ -129,8 +130,14 @@ impl Dataset {
         Self::parse_lines(schema, lines, source)
     }
 
-    /// Concatenates `other`'s rows onto these (same width).
-    pub fn append(&mut self, other: &Dataset) {
+    /// Concatenates `other`'s rows onto these (same width); onto no rows, `other` is moved in,
+    /// not copied (one large file is never held twice).
+    pub fn append(&mut self, other: Dataset) {
+        if self.labels.is_empty() {
+            self.features = other.features;
+            self.labels = other.labels;
+            return;
+        }
         self.features.extend_from_slice(&other.features);
         self.labels.extend_from_slice(&other.labels);
     }
@@ -318,7 +325,7 @@ mod tests {
             (streamed.features(), streamed.labels())
         );
         let mut both = whole.clone();
-        both.append(&streamed);
+        both.append(streamed);
         assert_eq!(both.len(), 4);
         let err = Dataset::read_stream(
             &schema,

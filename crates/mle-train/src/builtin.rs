@@ -87,7 +87,7 @@ fn load(schema: &Schema, src: &DataSource) -> Result<Dataset, TrainError> {
                     name,
                 )?;
                 match all.as_mut() {
-                    Some(a) => a.append(&part),
+                    Some(a) => a.append(part),
                     None => all = Some(part),
                 }
             }
