@@ -51,13 +51,15 @@ pub struct TrainArgs {
     /// Model spec file (YAML or JSON): columns, layers, loss, optimizer, metrics.
     #[arg(long, value_name = "SPEC", required_unless_present = "example")]
     model: Option<PathBuf>,
-    /// Training CSV files (several values, or comma-separated).
+    /// Training CSV files (several values, or comma-separated): paths, or `gs://`/`s3://`
+    /// objects, with `*` and `?` allowed in the last segment of a bucket URI.
     #[arg(long, alias = "train_files", num_args = 1.., value_delimiter = ',', required_unless_present = "example")]
     train_files: Vec<PathBuf>,
-    /// Evaluation CSV files (default: evaluate on the training files).
+    /// Evaluation CSV files, like --train-files (default: evaluate on the training files).
     #[arg(long, alias = "eval_files", num_args = 1.., value_delimiter = ',')]
     eval_files: Vec<PathBuf>,
-    /// Checkpoints, event files and exports go here; training resumes from its checkpoints.
+    /// Checkpoints, event files and exports go here; training resumes from its checkpoints. A
+    /// `gs://` or `s3://` job dir is worked on through a local copy, pushed as training runs.
     #[arg(long, alias = "job_dir", value_name = "DIR")]
     job_dir: Option<String>,
     /// Training steps (batches); with --num-epochs, whichever ends first.
@@ -140,9 +142,14 @@ pub fn local_path(uri: &str) -> Result<PathBuf> {
     mle_api::local_path(uri).map_err(|e| anyhow::anyhow!("{uri}: {e}"))
 }
 
-/// Whether a data or job-dir argument needs the storage layer: a bucket URI, or a pattern.
-fn needs_storage(arg: &str) -> bool {
-    arg.starts_with("gs://") || arg.starts_with("s3://") || arg.contains(['*', '?'])
+/// The bucket location an argument names, if it names one (`mle_storage::Location` is the one
+/// parser of URIs; a malformed bucket URI is an error here, not a local path).
+fn remote(arg: &str) -> Result<Option<mle_storage::Location>> {
+    if !arg.contains("://") {
+        return Ok(None);
+    }
+    let loc = mle_storage::Location::parse(arg)?;
+    Ok(loc.is_remote().then_some(loc))
 }
 
 /// `--train-files`/`--eval-files` as a data source: local files as they are; bucket objects
@@ -152,7 +159,11 @@ fn data_source(
     storage: &mut Option<Arc<mle_storage::Storage>>,
 ) -> Result<DataSource> {
     let args: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    if !args.iter().any(|a| needs_storage(a)) {
+    let mut any_remote = false;
+    for a in &args {
+        any_remote |= remote(a)?.is_some();
+    }
+    if !any_remote {
         return Ok(DataSource::Files(files.to_vec()));
     }
     let st = storage_of(storage)?;
@@ -193,9 +204,9 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     let mut storage: Option<Arc<mle_storage::Storage>> = None;
     // A job dir in a bucket is worked on through a local copy: pulled now (a rerun resumes
     // from its newest checkpoint), pushed while training runs and when it ends.
-    let mirror = match a.job_dir.as_deref() {
-        Some(d) if d.starts_with("gs://") || d.starts_with("s3://") => {
-            let loc = mle_storage::Location::parse(d)?;
+    let job_dir = a.job_dir.as_deref().map(remote).transpose()?.flatten();
+    let mirror = match (job_dir, a.job_dir.as_deref()) {
+        (Some(loc), Some(d)) => {
             let st = storage_of(&mut storage)?;
             let m = mle_storage::Mirror::pull(st, loc)
                 .with_context(|| format!("--job-dir {d}: reading what it holds"))?;

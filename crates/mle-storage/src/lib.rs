@@ -281,12 +281,6 @@ impl Storage {
         })
     }
 
-    /// The same with another retry policy.
-    pub fn with_retry(mut self, retry: Retry) -> Self {
-        self.retry = retry;
-        self
-    }
-
     fn s3(&self, bucket: &str, uri: &str) -> Result<std::sync::Arc<s3::S3>> {
         let mut map = self.s3.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(bucket) {
