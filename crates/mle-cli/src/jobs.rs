@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use mle_api::{
     DataFormat as WireFormat, Int64, Job, PredictionInput, ReplicaConfig, TrainingInput,
@@ -76,7 +76,12 @@ pub struct SubmitTraining {
     /// Python module to run, e.g. trainer.task.
     #[arg(long)]
     module_name: Option<String>,
-    /// Extra package tarballs (comma-separated).
+    /// A bucket (`gs://B` or `s3://B`, or a prefix in one) to stage the built package in, as
+    /// `<bucket>/<job>/packages/<sdist>` (gcloud's flag). Without it a package is staged in
+    /// `<job-dir>/packages/` (in the job dir's bucket when it is one).
+    #[arg(long, value_name = "URI")]
+    staging_bucket: Option<String>,
+    /// Extra package tarballs (comma-separated; paths or bucket URIs).
     #[arg(long, value_delimiter = ',')]
     packages: Vec<String>,
     /// Region (informational).
@@ -319,12 +324,7 @@ fn training_job(a: &SubmitTraining) -> Result<Job> {
     }
     let mut packages: Vec<String> = a.packages.iter().map(|p| absolute(p)).collect();
     if let Some(pkg) = &a.package_path {
-        let staging = match &a.job_dir {
-            Some(d) => PathBuf::from(d).join("packages"),
-            None => default_data_dir().join("staging").join(&a.job),
-        };
-        let sdist = build_sdist(pkg, &staging)?;
-        packages.insert(0, std::path::absolute(&sdist)?.display().to_string());
+        packages.insert(0, stage_package(a, pkg)?);
     }
     if !packages.is_empty() {
         t.package_uris = packages;
@@ -334,6 +334,45 @@ fn training_job(a: &SubmitTraining) -> Result<Job> {
         mc.container_command = vec!["mle".into(), "train".into()];
     }
     Ok(job)
+}
+
+/// Builds the trainer package and stages it where the server can read it: under
+/// `--staging-bucket` (`<bucket>/<job>/packages/`), else in the job dir's `packages/` (a
+/// bucket's, or a local one), else in the local data dir. Returns its path or URI.
+fn stage_package(a: &SubmitTraining, pkg: &std::path::Path) -> Result<String> {
+    use mle_storage::{Location, Storage};
+    let remote = match (&a.staging_bucket, &a.job_dir) {
+        (Some(b), _) => {
+            let loc = Location::parse(b)?;
+            if !loc.is_remote() {
+                bail!("--staging-bucket {b}: not a gs:// or s3:// bucket");
+            }
+            Some(loc.join(&a.job).join("packages"))
+        }
+        (None, Some(d)) => Some(Location::parse(d)?)
+            .filter(Location::is_remote)
+            .map(|l| l.join("packages")),
+        (None, None) => None,
+    };
+    let Some(remote) = remote else {
+        let staging = match &a.job_dir {
+            Some(d) => PathBuf::from(d).join("packages"),
+            None => default_data_dir().join("staging").join(&a.job),
+        };
+        let sdist = build_sdist(pkg, &staging)?;
+        return Ok(std::path::absolute(&sdist)?.display().to_string());
+    };
+    let local = tempfile::Builder::new().prefix("mle-sdist-").tempdir()?;
+    let sdist = build_sdist(pkg, local.path())?;
+    let name = sdist
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("the built package has no file name")?;
+    let to = remote.join(&name);
+    let bytes = std::fs::read(&sdist).with_context(|| format!("reading {}", sdist.display()))?;
+    Storage::shared()?.put(&to, &bytes)?;
+    eprintln!("Staged {name} at {to}");
+    Ok(to.uri())
 }
 
 fn submit(client: &Client, a: SubmitTraining, format: Format) -> Result<i32> {

@@ -7,8 +7,6 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
-use crate::train::local_path;
-
 #[derive(Subcommand)]
 pub enum LocalCommand {
     /// Run a trainer on this machine: an unmodified Python package (`python3 -m MODULE`) or the
@@ -122,7 +120,9 @@ impl Launch {
 fn train(a: LocalTrainArgs) -> Result<i32> {
     let mut args = a.args.clone();
     if let Some(d) = &a.job_dir {
-        local_path(d)?;
+        // A path or a bucket URI (the trainer reads and writes it: `mle train` through the
+        // storage layer, a Python trainer through its own client); a bad URI stops here.
+        mle_storage::Location::parse(d)?;
         args.push("--job-dir".into());
         args.push(d.clone());
     }

@@ -29,6 +29,13 @@ pub struct ServerArgs {
     /// Refuse job dirs and packages outside this directory (symlinks and `..` resolved first).
     #[arg(long, value_name = "DIR")]
     allow_root: Option<PathBuf>,
+    /// A bucket that `gs://` and `s3://` job dirs, packages, models and batch prediction paths
+    /// may name (repeatable; `*` is any bucket). Without it every bucket is allowed, unless
+    /// --allow-root is set. The server reads buckets with its own credentials (the standard
+    /// variables: STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS, AWS_*); trainers that
+    /// read them themselves get them only through --pass-env.
+    #[arg(long = "allow-bucket", value_name = "NAME")]
+    allow_buckets: Vec<String>,
     /// Where jobs run: `local` (supervised processes on this machine) or `slurm` (one Slurm
     /// job per training job, tuning trial or batch prediction job, through sbatch/srun;
     /// SLURM_CONF and PATH select the cluster, and the data dir must be on a file system every
@@ -334,6 +341,7 @@ pub fn server(a: ServerArgs) -> Result<i32> {
             ),
             None => None,
         },
+        allow_buckets: a.allow_buckets,
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let tls = match (a.tls_cert, a.tls_key) {

@@ -1,7 +1,9 @@
 //! `gs://` and `s3://` against real object-store servers started here from the test venv:
 //! `gcp-storage-emulator` (GCS's JSON API, in memory) with `STORAGE_EMULATOR_HOST`, and
 //! `moto` in server mode (S3) with the `AWS_*` variables. `mle train` of the abalone model
-//! reads its data from a bucket and keeps its job dir there.
+//! reads its data from a bucket and keeps its job dir there; through the server, the seed's
+//! scripts run with `gs://` paths for their data, job dirs, staged package, model and batch
+//! prediction input and output.
 
 mod util;
 
@@ -35,36 +37,46 @@ fn free_port() -> u16 {
 
 impl ObjectServer {
     fn start(gcs: bool) -> Self {
+        Self::start_at(gcs, free_port(), None)
+    }
+
+    /// On `port`; a GCS emulator with `disk` keeps its objects in that directory (so that it
+    /// can be restarted with them), else in memory.
+    fn start_at(gcs: bool, port: u16, disk: Option<&Path>) -> Self {
         let bin = test_python().parent().unwrap().to_path_buf();
-        let port = free_port();
         let mut cmd = if gcs {
             let mut c = Command::new(bin.join("gcp-storage-emulator"));
-            c.args([
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--in-memory",
-            ]);
+            c.args(["start", "--host", "127.0.0.1", "--port", &port.to_string()]);
+            match disk {
+                Some(d) => c.current_dir(d),
+                None => c.arg("--in-memory"),
+            };
             c
         } else {
             let mut c = Command::new(bin.join("moto_server"));
             c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
             c
         };
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "the object-store servers come with the test venv (tests/python/requirements.txt)",
-            );
+        let log = match disk {
+            Some(d) => Stdio::from(std::fs::File::create(d.join("emulator.log")).unwrap()),
+            None => Stdio::null(),
+        };
+        let mut child = cmd.stdout(Stdio::null()).stderr(log).spawn().expect(
+            "the object-store servers come with the test venv (tests/python/requirements.txt)",
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let log = || {
+                disk.and_then(|d| std::fs::read_to_string(d.join("emulator.log")).ok())
+                    .unwrap_or_default()
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the object-store server exited ({status}): {}", log());
+            }
             assert!(
                 Instant::now() < deadline,
-                "the object-store server did not start"
+                "the object-store server did not start: {}",
+                log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -146,6 +158,19 @@ impl ObjectServer {
                 &data,
                 &format!("{}/{bucket}/{key}", self.url()),
             ]);
+        }
+    }
+
+    /// An object's bytes, as text.
+    fn download(&self, bucket: &str, key: &str) -> String {
+        if self.gcs {
+            self.curl(&[&format!(
+                "{}/storage/v1/b/{bucket}/o/{}?alt=media",
+                self.url(),
+                key.replace('/', "%2F")
+            )])
+        } else {
+            self.curl(&[&format!("{}/{bucket}/{key}", self.url())])
         }
     }
 
@@ -335,5 +360,228 @@ fn an_unreachable_store_is_named_after_the_retries() {
         stderr(&out).contains("gs://some-bucket/jobs/x") && stderr(&out).contains("unreachable"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A seed script pointed at `s`, with the object store's variables for the CLI.
+fn seed(s: &Server, store: &ObjectServer, script: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = seed_script(s, script);
+    cmd.envs(store.env().iter().map(|(k, v)| (*k, v.as_str())));
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    let text = stdout(&out) + &stderr(&out);
+    assert!(out.status.success(), "{script}:\n{text}");
+    text
+}
+
+#[test]
+fn the_seed_scripts_run_on_the_server_with_their_paths_in_gcs_buckets() {
+    let store = ObjectServer::start(true);
+    let (abalone_bucket, iris_bucket) = ("smiling-beaming-abalone", "iris-seed-bucket");
+    store.make_bucket(abalone_bucket);
+    store.make_bucket(iris_bucket);
+    store.make_bucket("not-allowed-bucket");
+    let data = examples().join("abalone/data");
+    for f in ["abalone_train.csv", "abalone_test.csv"] {
+        store.upload(abalone_bucket, f, &data.join(f));
+    }
+    let iris = examples().join("iris/data");
+    for f in ["train_data.csv", "test_data.csv", "hold_out_test.csv"] {
+        store.upload(iris_bucket, &format!("data/{f}"), &iris.join(f));
+    }
+    let env = store.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let py = test_python();
+    let mut server_env = env.clone();
+    server_env.push(("MLE_PYTHON", py.to_str().unwrap()));
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server_with(
+        &dir.path().join("data"),
+        &server_env,
+        16,
+        &[
+            "--allow-bucket".as_ref(),
+            abalone_bucket.as_ref(),
+            "--allow-bucket".as_ref(),
+            iris_bucket.as_ref(),
+        ],
+    );
+    // The tutorial's STANDARD_1 job: data and job dir in the bucket.
+    let text = seed(
+        &s,
+        &store,
+        "abalone/scripts/train-cloud.sh",
+        &[
+            ("JOB_NAME", "abalone_1"),
+            ("JOB_DIR", "gs://smiling-beaming-abalone/jobs/abalone_1"),
+            (
+                "TRAIN_DATA",
+                "gs://smiling-beaming-abalone/abalone_train.csv",
+            ),
+            ("EVAL_DATA", "gs://smiling-beaming-abalone/abalone_test.csv"),
+        ],
+    );
+    assert!(text.contains("state: SUCCEEDED"), "{text}");
+    let keys = store.keys(abalone_bucket, "jobs/abalone_1/");
+    for part in ["/checkpoints/", "/export/abalone/", "events.out.tfevents"] {
+        assert!(
+            keys.iter().any(|k| k.contains(part)),
+            "no {part} in {keys:?}"
+        );
+    }
+    // The book's tuning job: four trials, each in <jobDir>/<trial>/ in the bucket.
+    let iris_job = format!("gs://{iris_bucket}/jobs/iris_hp");
+    let train = format!("gs://{iris_bucket}/data/train_data.csv");
+    let eval = format!("gs://{iris_bucket}/data/test_data.csv");
+    let text = seed(
+        &s,
+        &store,
+        "iris/scripts/hyper-tune.sh",
+        &[
+            ("JOB_NAME", "iris_hp"),
+            ("JOB_DIR", &iris_job),
+            ("TRAIN_DATA", &train),
+            ("EVAL_DATA", &eval),
+            ("TRAIN_STEPS", "1000"),
+        ],
+    );
+    assert!(text.contains("state: SUCCEEDED"), "{text}");
+    let (_, job) = s.request("GET", "/v1/projects/default/jobs/iris_hp", None);
+    let trials = job["trainingOutput"]["trials"].as_array().unwrap().clone();
+    assert_eq!(trials.len(), 4, "{job}");
+    assert!(
+        trials
+            .iter()
+            .all(|t| t["finalMetric"]["objectiveValue"].is_number()),
+        "{job}"
+    );
+    let best = trials[0]["trialId"].as_str().unwrap().to_string();
+    let keys = store.keys(iris_bucket, &format!("jobs/iris_hp/{best}/export/iris/"));
+    assert!(
+        keys.iter().any(|k| k.ends_with("mle_model.json")),
+        "{keys:?}"
+    );
+    // A version from the bucket's export root (its newest export) predicts.
+    let text = seed(
+        &s,
+        &store,
+        "iris/scripts/create-prediction-service.sh",
+        &[("MODEL_BINARIES", &format!("{iris_job}/{best}/export/iris"))],
+    );
+    assert!(text.contains("done."), "{text}");
+    let (code, v) = s.request("GET", "/v1/projects/default/models/iris/versions/v1", None);
+    assert_eq!((code, v["state"].as_str()), (200, Some("READY")), "{v}");
+    let body = serde_json::json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}).to_string();
+    let (code, resp) = s.request(
+        "POST",
+        "/v1/projects/default/models/iris/versions/v1:predict",
+        Some(&body),
+    );
+    assert_eq!(code, 200, "{resp}");
+    assert_eq!(resp["predictions"][0]["classes"][0], "setosa", "{resp}");
+    // Batch prediction: a pattern of inputs in the bucket, the results written to it.
+    let text = seed(
+        &s,
+        &store,
+        "iris/scripts/run-batch-prediction.sh",
+        &[
+            ("JOB_NAME", "iris_batch"),
+            (
+                "INPUT_PATHS",
+                &format!("gs://{iris_bucket}/data/hold_out*.csv"),
+            ),
+            ("OUTPUT_PATH", &format!("gs://{iris_bucket}/predictions")),
+        ],
+    );
+    assert!(text.contains("state: SUCCEEDED"), "{text}");
+    let results = store.download(iris_bucket, "predictions/prediction.results-00000-of-00001");
+    let rows = std::fs::read_to_string(iris.join("hold_out_test.csv")).unwrap();
+    assert_eq!(
+        results.lines().count(),
+        rows.lines().filter(|l| !l.trim().is_empty()).count(),
+        "{results}"
+    );
+    assert!(
+        results.lines().all(|l| l.contains("\"classes\"")),
+        "{results}"
+    );
+    // A package staged in a bucket (gcloud's --staging-bucket) is fetched and installed.
+    let out = run_expect(
+        s.cli()
+            .envs(env.iter().copied())
+            .args(["jobs", "submit", "training", "staged_1"])
+            .args(["--staging-bucket", &format!("gs://{iris_bucket}")])
+            .arg("--package-path")
+            .arg(examples().join("../tests/fixtures/hp_trainer/trainer"))
+            .args(["--module-name", "trainer.task", "--stream-logs"])
+            .arg("--job-dir")
+            .arg(dir.path().join("staged_1")),
+        0,
+    );
+    let text = stdout(&out) + &stderr(&out);
+    assert!(text.contains("state: SUCCEEDED"), "{text}");
+    let keys = store.keys(iris_bucket, "staged_1/packages/");
+    assert!(keys.iter().any(|k| k.ends_with(".tar.gz")), "{keys:?}");
+    // A bucket the operator did not allow is refused at submission, naming the flag.
+    let job = serde_json::json!({"jobId": "refused_1", "trainingInput": {
+        "scaleTier": "BASIC", "jobDir": "gs://not-allowed-bucket/j",
+        "masterConfig": {"containerCommand": ["true"]}}})
+    .to_string();
+    let (code, v) = s.request("POST", "/v1/projects/default/jobs", Some(&job));
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v.to_string().contains("--allow-bucket not-allowed-bucket"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_job_dir_in_a_bucket_survives_the_store_restarting_mid_training() {
+    let disk = tempfile::tempdir().unwrap();
+    let disk = disk.path();
+    let port = free_port();
+    let store = ObjectServer::start_at(true, port, Some(disk));
+    store.make_bucket("restart-bucket");
+    let data = examples().join("abalone/data");
+    let job = "gs://restart-bucket/jobs/long";
+    let mut cmd = abalone(
+        job,
+        data.join("abalone_train.csv").to_str().unwrap(),
+        data.join("abalone_test.csv").to_str().unwrap(),
+        60_000,
+    );
+    cmd.envs(store.env().iter().map(|(k, v)| (*k, v.as_str())))
+        .env("MLE_JOB_DIR_PUSH_SECS", "0.5")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Once the first checkpoint is in the bucket, the store goes away for 3 s.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !store
+        .keys("restart-bucket", "jobs/long/checkpoints/")
+        .iter()
+        .any(|k| k.contains("ckpt") || k.ends_with(".json") || k.ends_with(".safetensors"))
+    {
+        assert!(Instant::now() < deadline, "no checkpoint was pushed");
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!("mle train ended early ({status}): {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(store);
+    std::thread::sleep(Duration::from_secs(3));
+    let store = ObjectServer::start_at(true, port, Some(disk));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("final step 60000"),
+        "{}",
+        stdout(&out)
+    );
+    let keys = store.keys("restart-bucket", "jobs/long/");
+    assert!(
+        keys.iter().any(|k| k.contains("/export/abalone/")),
+        "no export after the restart: {keys:?}"
     );
 }

@@ -140,12 +140,19 @@ pub struct Scalar {
 /// Reads every scalar of an event file, checking both CRCs of each record. A truncated last
 /// record (a writer killed mid-write) ends the read without error.
 pub fn read_scalars(path: &Path) -> std::io::Result<Vec<Scalar>> {
-    let bytes = std::fs::read(path)?;
+    parse_scalars(&std::fs::read(path)?, &path.display().to_string())
+}
+
+/// Whether a file name is an event file's (`events.out.tfevents.*`).
+pub fn is_event_file(name: &str) -> bool {
+    name.starts_with("events.out.tfevents.")
+}
+
+/// [`read_scalars`] of an event file's bytes (read from wherever it lives); `name` is what
+/// errors call it.
+pub fn parse_scalars(bytes: &[u8], name: &str) -> std::io::Result<Vec<Scalar>> {
     let bad = |what: &str| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{}: {what}", path.display()),
-        )
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{name}: {what}"))
     };
     let mut out = Vec::new();
     let mut at = 0;
@@ -199,20 +206,20 @@ pub fn read_dir(dir: &Path, tag: &str) -> Vec<crate::Report> {
             let Ok(kind) = e.file_type() else { continue };
             if kind.is_dir() && depth > 0 {
                 walk(&path, depth - 1, files);
-            } else if kind.is_file()
-                && e.file_name()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with("events.out.tfevents."))
-            {
+            } else if kind.is_file() && e.file_name().to_str().is_some_and(is_event_file) {
                 files.push(path);
             }
         }
     }
     let mut files = Vec::new();
     walk(dir, 3, &mut files);
+    reports(files.iter().filter_map(|f| read_scalars(f).ok()), tag)
+}
+
+/// The values of scalar `tag` among the scalars of some event files, ordered by time.
+pub fn reports(files: impl IntoIterator<Item = Vec<Scalar>>, tag: &str) -> Vec<crate::Report> {
     let mut out: Vec<crate::Report> = files
-        .iter()
-        .filter_map(|f| read_scalars(f).ok())
+        .into_iter()
         .flatten()
         .filter(|s| s.tag == tag)
         .map(|s| crate::Report {

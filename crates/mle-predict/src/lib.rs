@@ -19,7 +19,7 @@ mod servable;
 
 pub use batch::{BatchOptions, Batcher};
 pub use instance::{parse_csv_line, parse_instance, parse_instances};
-pub use offline::{BatchSummary, LineFormat, expand_inputs, predict_files};
+pub use offline::{BatchSummary, LineFormat, expand_inputs, predict_files, predict_streams};
 pub use servable::{Format, Output, Servable, Signature};
 
 /// Serving errors. Messages are safe to show to clients (no internal paths beyond what the

@@ -134,6 +134,23 @@ pub fn predict_files(
     inputs: &[PathBuf],
     output_dir: &Path,
     batch: usize,
+    progress: impl FnMut(u64),
+) -> Result<BatchSummary, ServeError> {
+    let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+    let open = |name: &str| -> std::io::Result<Box<dyn std::io::Read>> {
+        Ok(Box::new(std::fs::File::open(name)?))
+    };
+    predict_streams(servable, format, &names, &open, output_dir, batch, progress)
+}
+
+/// [`predict_files`] over inputs that `open` streams by name (files in buckets, say).
+pub fn predict_streams(
+    servable: &Servable,
+    format: LineFormat,
+    inputs: &[String],
+    open: &dyn Fn(&str) -> std::io::Result<Box<dyn std::io::Read>>,
+    output_dir: &Path,
+    batch: usize,
     mut progress: impl FnMut(u64),
 ) -> Result<BatchSummary, ServeError> {
     let io = |what: &str, e: std::io::Error| ServeError::BadInput(format!("{what}: {e}"));
@@ -179,15 +196,14 @@ pub fn predict_files(
         Ok(())
     };
     for path in inputs {
-        let file = std::fs::File::open(path)
-            .map_err(|e| io(&format!("cannot read {}", path.display()), e))?;
+        let file = open(path).map_err(|e| io(&format!("cannot read {path}"), e))?;
         for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| io(&format!("reading {}", path.display()), e))?;
+            let line = line.map_err(|e| io(&format!("reading {path}"), e))?;
             if line.trim().is_empty() {
                 continue;
             }
             let parsed = parse_line(&line, format, &sig.inputs)
-                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1));
+                .map_err(|e| format!("{path}:{}: {e}", i + 1));
             if let Err(e) = &parsed {
                 writeln!(errors, "{}", json!({"error": e}))
                     .map_err(|e| io("writing the error stats", e))?;

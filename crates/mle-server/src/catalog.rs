@@ -9,7 +9,7 @@ use mle_api::{Version, VersionState};
 use crate::config::Config;
 use crate::db::{Db, DbError, Kind, Stored};
 use crate::error::PredictError;
-use crate::paths::{Need, checked};
+use crate::paths::{Need, Place, Policy, checked};
 
 /// `projects/<p>/models/<m>`.
 pub fn model_name(project: &str, model: &str) -> String {
@@ -30,11 +30,27 @@ pub fn version_dir(cfg: &Config, project: &str, model: &str, version: &str) -> P
         .join(version)
 }
 
-/// The model directory a deployment URI names, checked by the path policy: a directory with
-/// an mle export (`mle_model.json`) or an `.onnx` file, or an export root (`.../export/<name>`),
-/// which means its newest timestamped export.
-pub fn source_dir(uri: &str, allow_root: Option<&Path>) -> Result<PathBuf, String> {
-    let p = checked(uri, Need::Dir, allow_root)?;
+/// Where a version's (or a batch prediction's) model files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local model directory.
+    Dir(PathBuf),
+    /// A model directory or an export root in a bucket (resolved when it is fetched).
+    Bucket(mle_storage::Location),
+}
+
+/// The most a version's files may hold (they are copied into the data dir).
+pub const MAX_MODEL_BYTES: u64 = 4 << 30;
+
+/// The model a deployment URI names, checked by the path policy: a directory with an mle
+/// export (`mle_model.json`) or an `.onnx` file, or an export root (`.../export/<name>`),
+/// which means its newest timestamped export. A bucket URI is only checked against the
+/// policy here (no call to the store on the request's path); [`fetch`] resolves it.
+pub fn source(uri: &str, policy: Policy<'_>) -> Result<Source, String> {
+    let p = match checked(uri, Need::Dir, policy)? {
+        Place::Local(p) => p,
+        Place::Bucket(loc) => return Ok(Source::Bucket(loc)),
+    };
     let holds_model = p.join(mle_bundle::MANIFEST).is_file()
         || std::fs::read_dir(&p)
             .map(|d| {
@@ -43,15 +59,64 @@ pub fn source_dir(uri: &str, allow_root: Option<&Path>) -> Result<PathBuf, Strin
             })
             .unwrap_or(false);
     if holds_model {
-        return Ok(p);
+        return Ok(Source::Dir(p));
     }
     match mle_bundle::latest(&p) {
         // The newest export passes the policy too (it could be a link out of the root).
-        Some(newest) => checked(&newest.display().to_string(), Need::Dir, allow_root),
-        None => Err(format!(
-            "'{uri}' holds neither an mle export (mle_model.json) nor an .onnx model"
-        )),
+        Some(newest) => match checked(&newest.display().to_string(), Need::Dir, policy)? {
+            Place::Local(p) => Ok(Source::Dir(p)),
+            Place::Bucket(loc) => Ok(Source::Bucket(loc)),
+        },
+        None => Err(no_model(uri)),
     }
+}
+
+fn no_model(uri: &str) -> String {
+    format!("'{uri}' holds neither an mle export (mle_model.json) nor an .onnx model")
+}
+
+/// A model's files in a local directory: a local source as it is, a bucket's model (its
+/// newest export, for an export root) downloaded into `into`. Blocking (it calls the store).
+pub fn fetch(src: &Source, into: &Path) -> Result<PathBuf, String> {
+    let loc = match src {
+        Source::Dir(p) => return Ok(p.clone()),
+        Source::Bucket(loc) => loc,
+    };
+    let storage = mle_storage::Storage::shared().map_err(|e| e.to_string())?;
+    let found = storage.list(loc).map_err(|e| e.to_string())?;
+    let base = loc.uri();
+    let rel = |l: &mle_storage::Location| {
+        let u = l.uri();
+        u.strip_prefix(&base)
+            .unwrap_or(&u)
+            .trim_start_matches('/')
+            .to_string()
+    };
+    let names: Vec<String> = found.iter().map(|(l, _)| rel(l)).collect();
+    let holds_model = names
+        .iter()
+        .any(|n| n == mle_bundle::MANIFEST || (!n.contains('/') && n.ends_with(".onnx")));
+    let model = if holds_model {
+        loc.clone()
+    } else {
+        // An export root: its newest `<timestamp>/` holding a model.
+        let newest = names
+            .iter()
+            .filter_map(|n| {
+                let (ts, rest) = n.split_once('/')?;
+                (rest == mle_bundle::MANIFEST || (!rest.contains('/') && rest.ends_with(".onnx")))
+                    .then(|| ts.parse::<u64>().ok().map(|t| (t, ts.to_string())))?
+            })
+            .max();
+        match newest {
+            Some((_, ts)) => loc.join(&ts),
+            None => return Err(no_model(&base)),
+        }
+    };
+    storage
+        .download_dir(&model, into, MAX_MODEL_BYTES)
+        .map_err(|e| e.to_string())?;
+    Ok(into.to_path_buf())
 }
 
 /// A version as the API returns it (its etag from the row).
@@ -118,16 +183,16 @@ pub async fn resolve(
     Ok(rec.name)
 }
 
-/// The model directory a prediction input names: a READY version's stored files, or a `uri`
-/// used in place.
-pub async fn prediction_model_dir(
+/// The model a prediction input names: a READY version's stored files, or a `uri` used in
+/// place (a bucket's is fetched into the job's run dir).
+pub async fn prediction_model(
     db: &Db,
     cfg: &Config,
     project: &str,
     p: &mle_api::PredictionInput,
-) -> Result<PathBuf, String> {
+) -> Result<Source, String> {
     if !p.uri.is_empty() {
-        return source_dir(&p.uri, cfg.allow_root.as_deref());
+        return source(&p.uri, cfg.paths());
     }
     let (model, version) = if !p.version_name.is_empty() {
         let parts: Vec<&str> = p.version_name.split('/').collect();
@@ -158,5 +223,5 @@ pub async fn prediction_model_dir(
     let version = resolve(db, project, &model, version.as_deref())
         .await
         .map_err(|e| e.message)?;
-    Ok(version_dir(cfg, project, &model, &version))
+    Ok(Source::Dir(version_dir(cfg, project, &model, &version)))
 }

@@ -41,6 +41,9 @@ pub struct Config {
     pub pip: PipPolicy,
     /// When set, job dirs, packages, model and prediction paths must lie inside this directory.
     pub allow_root: Option<PathBuf>,
+    /// The buckets `gs://` and `s3://` fields may name (`--allow-bucket`; `*` is any; none:
+    /// any unless `allow_root` is set).
+    pub allow_buckets: Vec<String>,
     /// Where jobs run: supervised on this machine, or as Slurm jobs.
     pub backend: mle_exec::Backend,
     /// Connection limits and timeouts.
@@ -142,6 +145,14 @@ impl Config {
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
             .collect()
+    }
+
+    /// The path policy of request fields (`--allow-root`, `--allow-bucket`).
+    pub fn paths(&self) -> crate::paths::Policy<'_> {
+        crate::paths::Policy {
+            root: self.allow_root.as_deref(),
+            buckets: &self.allow_buckets,
+        }
     }
 
     /// The cache of jobs' Python environments: `<data-dir>/envs/`.

@@ -10,10 +10,10 @@ use mle_exec::{JobPlan, ReplicaPlan, RunDir};
 use mle_tfconfig::TfConfig;
 use serde_json::{Value, json};
 
-use crate::catalog::prediction_model_dir;
+use crate::catalog::prediction_model;
 use crate::config::Config;
 use crate::db::Db;
-use crate::paths::{Need, checked, local};
+use crate::paths::{Need, Place, checked, place};
 
 /// Workers, parameter servers and evaluators of a training input.
 pub fn replica_counts(t: &TrainingInput) -> (usize, usize, usize) {
@@ -334,11 +334,11 @@ pub async fn check_prediction(
         .filter(|s| !s.is_empty())
         .count()
         == 1
-        && let Err(e) = prediction_model_dir(db, cfg, project, p).await
+        && let Err(e) = prediction_model(db, cfg, project, p).await
     {
         v.push(FieldViolation::new(&f("model_name"), e));
     }
-    let root = cfg.allow_root.as_deref();
+    let root = cfg.paths();
     for (i, path) in p.input_paths.iter().enumerate() {
         if let Err(e) = checked(path, Need::Any, root) {
             v.push(FieldViolation::new(&f(&format!("input_paths[{i}]")), e));
@@ -350,20 +350,45 @@ pub async fn check_prediction(
         v.push(FieldViolation::new(&f("output_path"), e));
     }
     if v.is_empty() && !p.input_paths.is_empty() {
-        let paths: Vec<String> = p
-            .input_paths
-            .iter()
-            .map(|x| local(x).display().to_string())
-            .collect();
-        let expanded = tokio::task::spawn_blocking(move || mle_predict::expand_inputs(&paths))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+        let paths = p.input_paths.clone();
+        // Patterns must match (in buckets too: listing is one call); a named object's
+        // existence is learnt when the job reads it.
+        let expanded = tokio::task::spawn_blocking(move || {
+            for p in &paths {
+                match place(p) {
+                    Place::Local(path) => {
+                        mle_predict::expand_inputs(&[path.display().to_string()])
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Place::Bucket(_) => {
+                        let storage = mle_storage::Storage::shared().map_err(|e| e.to_string())?;
+                        storage.glob(p).map_err(|e| match e {
+                            mle_storage::StorageError::NoSuchObject { uri } => {
+                                format!("no file matches '{uri}'")
+                            }
+                            e => e.to_string(),
+                        })?;
+                    }
+                }
+            }
+            Ok::<(), String>(())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
         if let Err(e) = expanded {
             v.push(FieldViolation::new(&f("input_paths"), e));
         }
     }
     v
+}
+
+/// A field as the job's processes take it: a bucket URI as it is, a local path as a path.
+fn as_arg(uri: &str) -> String {
+    match place(uri) {
+        Place::Local(p) => p.display().to_string(),
+        Place::Bucket(loc) => loc.uri(),
+    }
 }
 
 /// The one process of a batch prediction job: `mle exec-predict` over the model in `model_dir`.
@@ -384,7 +409,7 @@ pub fn plan_prediction(
         "--data-format".into(),
         format.into(),
         "--output-path".into(),
-        local(&p.output_path).display().to_string(),
+        as_arg(&p.output_path),
         "--batch-size".into(),
         (if p.batch_size.0 > 0 {
             p.batch_size.0
@@ -396,13 +421,18 @@ pub fn plan_prediction(
         run.0.join("prediction.json").display().to_string(),
         "--".into(),
     ];
-    args.extend(p.input_paths.iter().map(|x| local(x).display().to_string()));
+    args.extend(p.input_paths.iter().map(|x| as_arg(x)));
+    // The server's own binary on the server's behalf: it gets the storage layer's variables.
+    let env = mle_storage::ENV_VARS
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
     JobPlan {
         replicas: vec![ReplicaPlan {
             task: "master-replica-0".into(),
             program: mle_exe.display().to_string(),
             args,
-            env: Vec::new(),
+            env,
             cwd: None,
         }],
         max_running_secs: None,
@@ -480,6 +510,7 @@ mod tests {
             },
             pip: Default::default(),
             allow_root: None,
+            allow_buckets: Vec::new(),
             backend: mle_exec::Backend::Local {
                 mle_exe: "/bin/mle".into(),
             },

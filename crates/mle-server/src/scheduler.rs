@@ -13,11 +13,11 @@ use mle_api::{Int64, Job, JobState, PredictionOutput, rfc3339};
 use mle_exec::RunDir;
 use serde_json::Value;
 
-use crate::catalog::prediction_model_dir;
+use crate::catalog::{fetch, prediction_model};
 use crate::config::Config;
 use crate::db::{Db, DbError, StoredJob};
 use crate::lifecycle::{finish, transition};
-use crate::paths::local;
+use crate::paths::{Place, place};
 use crate::plan::{
     engine_name, is_tuning, job_resources, plan_prediction, plan_training, slots_needed,
 };
@@ -256,9 +256,10 @@ impl Scheduler {
                 })?;
             // A job dir that does not exist yet is made for the job's user (who must write it).
             if let Some(t) = &job.training_input
+                && let Place::Local(dir) = place(&t.job_dir)
                 && !t.job_dir.is_empty()
             {
-                mle_exec::make_dir_for(&local(&t.job_dir), (u.uid, u.gid))
+                mle_exec::make_dir_for(&dir, (u.uid, u.gid))
                     .map_err(|e| format!("cannot create the job dir for user {}: {e}", u.name))?;
             }
         }
@@ -271,7 +272,11 @@ impl Scheduler {
         }
         let tuning = is_tuning(&job);
         if let Some(p) = &job.prediction_input {
-            let dir = prediction_model_dir(&self.db, &self.cfg, project, p).await?;
+            let src = prediction_model(&self.db, &self.cfg, project, p).await?;
+            let into = run.0.join("model");
+            let dir = tokio::task::spawn_blocking(move || fetch(&src, &into))
+                .await
+                .map_err(|e| format!("fetching the model: {e}"))??;
             let plan = plan_prediction(p, &dir, &run, &self.cfg.mle_exe);
             run.write_plan(&plan).map_err(|e| e.to_string())?;
         } else if !tuning {
@@ -352,6 +357,57 @@ fn internal(e: DbError) -> String {
 }
 
 impl Scheduler {
+    /// The job's packages as local files: local ones where they are, those in buckets
+    /// downloaded into the run's `packages/` (streamed, at most `MAX_PACKAGE_BYTES` each),
+    /// each download in the job's logs. Off the async runtime.
+    async fn fetch_packages(
+        &self,
+        t: &mle_api::TrainingInput,
+        run: &RunDir,
+    ) -> Result<Vec<std::path::PathBuf>, String> {
+        let (uris, run) = (t.package_uris.clone(), run.clone());
+        let run_as = self.cfg.jobs.run_as.as_ref().map(|u| (u.uid, u.gid));
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for (i, uri) in uris.iter().enumerate() {
+                let loc = match place(uri) {
+                    Place::Local(p) => {
+                        out.push(p);
+                        continue;
+                    }
+                    Place::Bucket(loc) => loc,
+                };
+                let storage = mle_storage::Storage::shared().map_err(|e| e.to_string())?;
+                // The object's own name (pip reads the version from it), in a directory of
+                // its own so that two packages of one name do not collide.
+                let (_, key) = loc.bucket_key().unwrap_or_default();
+                let name = key
+                    .rsplit('/')
+                    .next()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or("package");
+                let dir = run.0.join("packages").join(i.to_string());
+                let to = dir.join(name);
+                let n = storage
+                    .download(&loc, &to, MAX_PACKAGE_BYTES)
+                    .map_err(|e| format!("cannot fetch the package: {e}"))?;
+                // pip runs as the job's user: the copy is theirs to read.
+                if let Some((uid, gid)) = run_as {
+                    for p in [dir.parent().unwrap_or(&dir), &dir, &to] {
+                        std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| {
+                            format!("cannot hand {} to the job's user: {e}", p.display())
+                        })?;
+                    }
+                }
+                run.service_log(None, &format!("fetched {uri} ({n} bytes)"));
+                out.push(to);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| format!("fetching the job's packages: {e}"))?
+    }
+
     /// The job's Python environment: its packages with their dependencies, layered on its
     /// runtime's interpreter (`mle_exec::pyenv`; cached, so trials and later jobs of the same
     /// packages reuse it); pip's output goes to the job's logs (task `pip`). Runs off the async
@@ -369,7 +425,7 @@ impl Scheduler {
             .runtimes
             .pick(&t.runtime_version, &t.python_version)?
             .to_string();
-        let packages: Vec<std::path::PathBuf> = t.package_uris.iter().map(|u| local(u)).collect();
+        let packages = self.fetch_packages(t, run).await?;
         let mut env = mle_exec::env::inherited();
         // A package's setup.py is the job's code: it gets the job's environment, not the
         // server's.
@@ -413,6 +469,9 @@ impl Scheduler {
         .map_err(|e| format!("preparing the job's environment: {e}"))?
     }
 }
+
+/// The largest package a job may fetch from a bucket.
+const MAX_PACKAGE_BYTES: u64 = 1 << 30;
 
 /// Runs `f`, a blocking call into the execution engine, without stalling the async runtime's
 /// other tasks (`block_in_place` hands this worker's queue to another thread first). Outside

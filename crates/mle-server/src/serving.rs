@@ -6,7 +6,7 @@
 //! which clears the cached lookups.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use axum::http::StatusCode;
@@ -14,7 +14,7 @@ use mle_api::{Framework, Operation, Version, VersionState};
 use mle_predict::{BatchOptions, Batcher, Format, Servable};
 use serde_json::json;
 
-use crate::catalog::{resolve, source_dir, version_dir, version_out};
+use crate::catalog::{MAX_MODEL_BYTES, Source, fetch, resolve, source, version_dir, version_out};
 use crate::config::Config;
 use crate::db::{Db, DbError, Kind};
 use crate::error::PredictError;
@@ -78,24 +78,30 @@ impl Registry {
     }
 }
 
-/// Copies a version's files from `source` to `dir` (through a sibling renamed at the end) and
-/// loads them. Blocking.
-fn store_and_load(source: &Path, dir: &Path) -> Result<Batcher, String> {
+/// Copies a version's files from `source` (a local directory, or a bucket's model downloaded)
+/// to `dir` (through a sibling renamed at the end) and loads them. Blocking.
+fn store_and_load(source: &Source, dir: &Path) -> Result<Batcher, String> {
     let tmp = dir.with_extension("incoming");
     let _ = std::fs::remove_dir_all(&tmp);
     let _ = std::fs::remove_dir_all(dir);
-    let mut budget = MAX_MODEL_BYTES;
-    if let Err(e) = copy_dir(source, &tmp, &mut budget) {
+    let stored = match source {
+        Source::Dir(from) => {
+            let mut budget = MAX_MODEL_BYTES;
+            copy_dir(from, &tmp, &mut budget)
+                .map_err(|e| format!("cannot copy the model files: {e}"))
+        }
+        Source::Bucket(_) => fetch(source, &tmp)
+            .map(drop)
+            .map_err(|e| format!("cannot copy the model files: {e}")),
+    };
+    if let Err(e) = stored {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(format!("cannot copy the model files: {e}"));
+        return Err(e);
     }
     std::fs::rename(&tmp, dir).map_err(|e| format!("cannot store the model files: {e}"))?;
     let servable = Servable::load(dir).map_err(|e| e.to_string())?;
     Ok(Batcher::new(servable, BatchOptions::default()))
 }
-
-/// The most a version's files may hold (they are copied into the data dir).
-const MAX_MODEL_BYTES: u64 = 4 << 30;
 
 /// Copies regular files and directories (symlinks and special files are not copied), within
 /// `budget` bytes in all.
@@ -174,7 +180,7 @@ impl Serving {
         model: &str,
         version: &str,
         op_id: &str,
-        source: PathBuf,
+        source: Source,
     ) {
         let dir = version_dir(&self.cfg, project, model, version);
         let dir2 = dir.clone();
@@ -238,7 +244,7 @@ impl Serving {
                 })
                 .map(|o| o.name.clone())
                 .unwrap_or_default();
-            match source_dir(&v.deployment_uri, self.cfg.allow_root.as_deref()) {
+            match source(&v.deployment_uri, self.cfg.paths()) {
                 Ok(src) => {
                     let me = self.clone();
                     tokio::spawn(async move {

@@ -9,7 +9,6 @@
 //! `mle-tune` up to `maxParallelTrials`, and end the job when the study is over.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use mle_tune::{Algorithm, Point, Tuner};
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::lifecycle;
-use crate::paths::local;
+use crate::paths::{Place, place};
 use crate::plan::{TrialRun, engine_name, job_resources, plan_training};
 use crate::trials::{
     count_running, curve, failure_summary, sort_best_first, succeeded_points, to_point, to_strings,
@@ -40,7 +39,7 @@ const MAX_REPORTS: usize = 100;
 
 /// Reads a trial's reports: its replicas' hypertune files when any holds the tag, else the
 /// event files under its output directory.
-fn read_reports(trial_run: &RunDir, output: Option<&PathBuf>, tag: &str) -> Vec<Report> {
+fn read_reports(trial_run: &RunDir, output: Option<&Place>, tag: &str) -> Vec<Report> {
     let mut reports: Vec<Report> = std::fs::read_dir(trial_run.0.join("hypertune"))
         .into_iter()
         .flatten()
@@ -48,10 +47,12 @@ fn read_reports(trial_run: &RunDir, output: Option<&PathBuf>, tag: &str) -> Vec<
         .filter_map(|e| mle_metrics::hypertune::read(&e.path(), tag).ok())
         .flatten()
         .collect();
-    if reports.is_empty()
-        && let Some(dir) = output
-    {
-        reports = mle_metrics::events::read_dir(dir, tag);
+    match output {
+        Some(Place::Local(dir)) if reports.is_empty() => {
+            reports = mle_metrics::events::read_dir(dir, tag);
+        }
+        Some(Place::Bucket(dir)) if reports.is_empty() => reports = bucket_reports(dir, tag),
+        _ => {}
     }
     reports.sort_by(|a, b| a.time.total_cmp(&b.time));
     if reports.len() > MAX_REPORTS {
@@ -59,6 +60,38 @@ fn read_reports(trial_run: &RunDir, output: Option<&PathBuf>, tag: &str) -> Vec<
     }
     reports
 }
+
+/// [`mle_metrics::events::read_dir`] of a job dir in a bucket: the event files below it (a
+/// few levels deep), each fetched whole. What cannot be listed or read yet is skipped, as a
+/// file being written is locally.
+fn bucket_reports(dir: &mle_storage::Location, tag: &str) -> Vec<Report> {
+    let Ok(storage) = mle_storage::Storage::shared() else {
+        return Vec::new();
+    };
+    let base = dir.uri();
+    let files = storage
+        .list(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(l, n)| {
+            let uri = l.uri();
+            let rel = uri.strip_prefix(&base).unwrap_or(&uri);
+            *n <= MAX_EVENT_FILE_BYTES
+                && rel.matches('/').count() <= 4
+                && rel
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(mle_metrics::events::is_event_file)
+        })
+        .filter_map(|(l, _)| {
+            let bytes = storage.get(&l).ok()?;
+            mle_metrics::events::parse_scalars(&bytes, &l.uri()).ok()
+        });
+    mle_metrics::events::reports(files, tag)
+}
+
+/// The largest event file read from a bucket for a trial's metrics.
+const MAX_EVENT_FILE_BYTES: u64 = 64 << 20;
 
 /// How long a trial that has reported may keep its slot while its processes end.
 const WIND_DOWN_SECS: f64 = 30.0;
@@ -80,7 +113,7 @@ struct Step<'a> {
     tag: String,
     run: RunDir,
     /// `<job-dir>`, under which each trial writes `<trialId>/`.
-    out_root: Option<PathBuf>,
+    out_root: Option<Place>,
 }
 
 impl Studies {
@@ -135,7 +168,7 @@ impl Studies {
             tuner: tuner(spec),
             tag: spec.metric_tag().to_string(),
             run: cfg.run_dir(project, &job.job_id),
-            out_root: (!t.job_dir.is_empty()).then(|| local(&t.job_dir)),
+            out_root: (!t.job_dir.is_empty()).then(|| place(&t.job_dir)),
         };
         let mut trials = job
             .training_output
@@ -318,7 +351,10 @@ impl Step<'_> {
         tr: &RunDir,
         ended: bool,
     ) -> Result<(), String> {
-        let output = self.out_root.as_ref().map(|r| r.join(&trial.trial_id));
+        let output = self.out_root.as_ref().map(|r| match r {
+            Place::Local(p) => Place::Local(p.join(&trial.trial_id)),
+            Place::Bucket(l) => Place::Bucket(l.join(&trial.trial_id)),
+        });
         let reports = read_reports(tr, output.as_ref(), &self.tag);
         if let Some(bad) = reports.iter().find(|r| !r.value.is_finite()) {
             return Err(format!(

@@ -32,6 +32,7 @@ async fn new_app(allow_root: bool) -> App {
         },
         pip: Default::default(),
         allow_root: allow_root.then(|| dir.path().canonicalize().unwrap()),
+        allow_buckets: Vec::new(),
         backend: mle_exec::Backend::Local {
             mle_exe: "/bin/false".into(),
         },

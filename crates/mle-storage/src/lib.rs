@@ -227,6 +227,22 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// The environment variables the storage layer reads (credentials, endpoints, retries): what
+/// a process that reads buckets on the server's behalf (a batch prediction) is given, and
+/// what an operator passes to jobs with `mle server --pass-env` when trainers read buckets.
+pub const ENV_VARS: &[&str] = &[
+    "STORAGE_EMULATOR_HOST",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ALLOW_HTTP",
+    "MLE_STORAGE_RETRY_SECS",
+];
+
 /// How long failing calls are retried: first wait and the whole budget.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
@@ -281,6 +297,78 @@ impl Storage {
         })
     }
 
+    /// The process's one storage layer, made on first use and never dropped (its runtime
+    /// must not be dropped inside an async context). Blocking, like every method here.
+    pub fn shared() -> Result<&'static Storage> {
+        static SHARED: std::sync::OnceLock<Storage> = std::sync::OnceLock::new();
+        if let Some(s) = SHARED.get() {
+            return Ok(s);
+        }
+        let made = Storage::from_env()?;
+        Ok(SHARED.get_or_init(|| made))
+    }
+
+    /// Copies the object at `from` into the local file `to` (through a temporary sibling
+    /// renamed at the end), streamed; more than `max_bytes` is an error naming the URI.
+    pub fn download(&self, from: &Location, to: &std::path::Path, max_bytes: u64) -> Result<u64> {
+        let uri = from.uri();
+        let mut reader = self.reader(from)?.take(max_bytes.saturating_add(1));
+        let parent = to.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| io_error(&to.display().to_string(), e))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(parent)
+            .map_err(|e| io_error(&to.display().to_string(), e))?;
+        let n = std::io::copy(&mut reader, &mut tmp).map_err(|e| io_error(&uri, e))?;
+        if n > max_bytes {
+            return Err(StorageError::Other {
+                uri,
+                detail: format!("larger than {} MiB, the most mle copies", max_bytes >> 20),
+            });
+        }
+        tmp.persist(to)
+            .map_err(|e| io_error(&to.display().to_string(), e.error))?;
+        Ok(n)
+    }
+
+    /// Copies every object below `from` into the directory `to` (created), keeping their
+    /// relative names; at most `max_bytes` in all. Returns the number of files.
+    pub fn download_dir(
+        &self,
+        from: &Location,
+        to: &std::path::Path,
+        max_bytes: u64,
+    ) -> Result<usize> {
+        let base = from.uri();
+        let found = self.list(from)?;
+        let total: u64 = found.iter().map(|(_, n)| *n).sum();
+        if total > max_bytes {
+            return Err(StorageError::Other {
+                uri: base,
+                detail: format!(
+                    "holds more than {} MiB, the most mle copies",
+                    max_bytes >> 20
+                ),
+            });
+        }
+        let mut count = 0;
+        for (loc, n) in &found {
+            let uri = loc.uri();
+            let rel = uri
+                .strip_prefix(&base)
+                .unwrap_or(&uri)
+                .trim_start_matches('/');
+            if rel.is_empty()
+                || rel
+                    .split('/')
+                    .any(|s| s == ".." || s == "." || s.is_empty())
+            {
+                continue;
+            }
+            self.download(loc, &to.join(rel), *n)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     fn s3(&self, bucket: &str, uri: &str) -> Result<std::sync::Arc<s3::S3>> {
         let mut map = self.s3.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(bucket) {
@@ -292,8 +380,24 @@ impl Storage {
     }
 
     fn gcs(&self, uri: &str) -> Result<&gcs::Gcs> {
-        self.rt
-            .block_on(self.gcs.get_or_try_init(|| gcs::Gcs::new(uri)))
+        self.block(self.gcs.get_or_try_init(|| gcs::Gcs::new(uri)))
+    }
+
+    /// Runs `f` to completion on the storage runtime. Called from inside another runtime's
+    /// task (where `block_on` would panic), it runs on a thread of its own and blocks the
+    /// caller's thread meanwhile — correct, if not what an async caller should do.
+    fn block<F: std::future::Future + Send>(&self, f: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.rt.block_on(f);
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| self.rt.block_on(f))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
     }
 
     /// Runs `op` until it succeeds, fails for good, or the retry budget is spent.
@@ -318,12 +422,12 @@ impl Storage {
             Location::Local(p) => local::reader(p),
             Location::Gcs { bucket, key } => {
                 let gcs = self.gcs(&uri)?;
-                let stream = self.retrying(|| self.rt.block_on(gcs.stream(bucket, key, &uri)))?;
+                let stream = self.retrying(|| self.block(gcs.stream(bucket, key, &uri)))?;
                 Ok(Box::new(ChannelReader::spawn(&self.rt, stream, uri)))
             }
             Location::S3 { bucket, key } => {
                 let s3 = self.s3(bucket, &uri)?;
-                let stream = self.retrying(|| self.rt.block_on(s3.stream(key, &uri)))?;
+                let stream = self.retrying(|| self.block(s3.stream(key, &uri)))?;
                 Ok(Box::new(ChannelReader::spawn(&self.rt, stream, uri)))
             }
         }
@@ -346,11 +450,11 @@ impl Storage {
             Location::Local(p) => local::put(p, bytes),
             Location::Gcs { bucket, key } => {
                 let gcs = self.gcs(&uri)?;
-                self.retrying(|| self.rt.block_on(gcs.put(bucket, key, bytes, &uri)))
+                self.retrying(|| self.block(gcs.put(bucket, key, bytes, &uri)))
             }
             Location::S3 { bucket, key } => {
                 let s3 = self.s3(bucket, &uri)?;
-                self.retrying(|| self.rt.block_on(s3.put(key, bytes, &uri)))
+                self.retrying(|| self.block(s3.put(key, bytes, &uri)))
             }
         }
     }
@@ -362,7 +466,7 @@ impl Storage {
             Location::Local(p) => local::list(p),
             Location::Gcs { bucket, key } => {
                 let gcs = self.gcs(&uri)?;
-                let found = self.retrying(|| self.rt.block_on(gcs.list(bucket, key, &uri)))?;
+                let found = self.retrying(|| self.block(gcs.list(bucket, key, &uri)))?;
                 Ok(found
                     .into_iter()
                     .map(|(k, n)| {
@@ -378,7 +482,7 @@ impl Storage {
             }
             Location::S3 { bucket, key } => {
                 let s3 = self.s3(bucket, &uri)?;
-                let found = self.retrying(|| self.rt.block_on(s3.list(key, &uri)))?;
+                let found = self.retrying(|| self.block(s3.list(key, &uri)))?;
                 Ok(found
                     .into_iter()
                     .map(|(k, n)| {
@@ -522,7 +626,14 @@ impl ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rx.blocking_recv() {
+            let next = if tokio::runtime::Handle::try_current().is_err() {
+                self.rx.blocking_recv()
+            } else {
+                // Inside a runtime's task blocking_recv panics: wait on a thread of its own.
+                let rx = &mut self.rx;
+                std::thread::scope(|s| s.spawn(|| rx.blocking_recv()).join().ok().flatten())
+            };
+            match next {
                 Some(Ok(c)) => self.chunk = c,
                 Some(Err(e)) => {
                     return Err(std::io::Error::other(format!(

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Bisong (2019), ch. 41, distributed-training.sh, with `gcloud ml-engine` replaced by `mle`,
-# gs:// by local paths, and the book's TensorFlow trainer by the built-in trainer with the Iris
+# Bisong (2019), ch. 41, distributed-training.sh, with `gcloud ml-engine` replaced by `mle`
+# and the book's TensorFlow trainer by the built-in trainer with the Iris
 # spec (the same DNNClassifier). Needs a running `mle server`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 MLE=${MLE:-mle}
 JOB_NAME=${JOB_NAME:-iris_dist_$(date +%s)}
 JOB_DIR=${JOB_DIR:-$here/jobs/$JOB_NAME}
-TRAIN_DATA=$here/data/train_data.csv
-EVAL_DATA=$here/data/test_data.csv
+TRAIN_DATA=${TRAIN_DATA:-$here/data/train_data.csv}
+EVAL_DATA=${EVAL_DATA:-$here/data/test_data.csv}
 REGION=local
 
 $MLE jobs submit training "$JOB_NAME" \

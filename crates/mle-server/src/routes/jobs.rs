@@ -144,7 +144,7 @@ fn check_paths(s: &AppState, job: &Job) -> Vec<FieldViolation> {
     let Some(t) = &job.training_input else {
         return v;
     };
-    let root = s.cfg.allow_root.as_deref();
+    let root = s.cfg.paths();
     if !t.job_dir.is_empty()
         && let Err(e) = checked(&t.job_dir, Need::Any, root)
     {

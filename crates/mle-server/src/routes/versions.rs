@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::predict::predict_action;
 use super::{body, fields_mask, page, paged, resource_id};
-use crate::catalog::{source_dir, version_name, version_out};
+use crate::catalog::{Source, source, version_name, version_out};
 use crate::db::{Kind, Stored};
 use crate::error::{ApiError, PredictError};
 use crate::state::AppState;
@@ -35,8 +35,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(VERSION, get(read).delete(delete).patch(patch).post(action))
 }
 
-/// The version's id, framework and source directory, or the violations.
-fn check_version(s: &AppState, v: &Version) -> Result<(String, std::path::PathBuf), ApiError> {
+/// The version's id, framework and source, or the violations.
+fn check_version(s: &AppState, v: &Version) -> Result<(String, Source), ApiError> {
     let mut violations = Vec::new();
     let id = resource_id(&v.name, "version.name")
         .map_err(|e| violations.push(e))
@@ -48,11 +48,11 @@ fn check_version(s: &AppState, v: &Version) -> Result<(String, std::path::PathBu
             format!("{other:?} models cannot be served here; export them to ONNX (framework ONNX)"),
         )),
     }
-    let source = if v.deployment_uri.is_empty() {
+    let src = if v.deployment_uri.is_empty() {
         violations.push(FieldViolation::new("version.deployment_uri", "is required"));
         None
     } else {
-        match source_dir(&v.deployment_uri, s.cfg.allow_root.as_deref()) {
+        match source(&v.deployment_uri, s.cfg.paths()) {
             Err(e) => {
                 violations.push(FieldViolation::new("version.deployment_uri", e));
                 None
@@ -60,7 +60,7 @@ fn check_version(s: &AppState, v: &Version) -> Result<(String, std::path::PathBu
             Ok(p) => Some(p),
         }
     };
-    match source {
+    match src {
         Some(p) if violations.is_empty() => Ok((id, p)),
         _ => Err(ApiError::Invalid(violations)),
     }
