@@ -135,7 +135,11 @@ async fn bad_job_requests_are_400s_naming_the_field_and_nothing_is_stored() {
     let shell = |id: &str, job_dir: &str| json!({"jobId": id, "trainingInput": {"masterConfig": {"containerCommand": ["true"]}, "jobDir": job_dir}});
     for (dir, why) in [
         ("relative/dir", "absolute"),
-        ("gs://bucket/dir", "file://"),
+        // A server confined to a directory is not open to every bucket.
+        ("gs://bucket/dir", "--allow-bucket bucket"),
+        ("gs://Bad_Bucket/dir", "is not a bucket name"),
+        ("s3://bucket/a/../b", "'..'"),
+        ("ftp://host/dir", "not a scheme"),
         ("/etc/outside", "outside the directory"),
     ] {
         let (code, v) = a.call("POST", jobs, Some(shell("j1", dir))).await;
