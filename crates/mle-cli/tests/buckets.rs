@@ -522,6 +522,44 @@ fn the_seed_scripts_run_on_the_server_with_their_paths_in_gcs_buckets() {
     assert!(text.contains("state: SUCCEEDED"), "{text}");
     let keys = store.keys(iris_bucket, "staged_1/packages/");
     assert!(keys.iter().any(|k| k.ends_with(".tar.gz")), "{keys:?}");
+    // What is missing in an allowed bucket fails the job (or the version) naming the URI.
+    let missing = format!("gs://{iris_bucket}/no/such-package.tar.gz");
+    let job = serde_json::json!({"jobId": "missing_pkg", "trainingInput": {
+        "scaleTier": "BASIC", "pythonModule": "trainer.task", "packageUris": [missing]}})
+    .to_string();
+    let (code, v) = s.request("POST", "/v1/projects/p/jobs", Some(&job));
+    assert_eq!(code, 200, "{v}");
+    let v = s.wait_state("missing_pkg", &["FAILED"], 60);
+    let why = v["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&missing) && why.contains("no such object"),
+        "{v}"
+    );
+    let body = serde_json::json!({"name": "v9",
+        "deploymentUri": format!("gs://{iris_bucket}/no/model")})
+    .to_string();
+    let (code, v) = s.request(
+        "POST",
+        "/v1/projects/default/models/iris/versions",
+        Some(&body),
+    );
+    assert_eq!(code, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v = loop {
+        let (_, v) = s.request("GET", "/v1/projects/default/models/iris/versions/v9", None);
+        if v["state"] != "CREATING" || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(v["state"], "FAILED", "{v}");
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("holds neither"),
+        "{v}"
+    );
     // A bucket the operator did not allow is refused at submission, naming the flag.
     let job = serde_json::json!({"jobId": "refused_1", "trainingInput": {
         "scaleTier": "BASIC", "jobDir": "gs://not-allowed-bucket/j",
