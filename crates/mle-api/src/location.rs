@@ -1,7 +1,7 @@
-//! What a path or URI field of a request names: today a local path (plain, or a `file://`
-//! URI); `gs://` and `s3://` enter here. The server's path policy (`mle-server`'s `paths`)
-//! and the CLI's local commands both start from [`local_path`], so the scheme rules are
-//! written once.
+//! A field that must name a local path (plain, or a `file://` URI): the CLI's check of an
+//! evaluator's job dir, which cannot be in a bucket. Every other path or URI field is parsed
+//! by `mle-storage`'s `Location` (local, `file://`, `gs://`, `s3://`), which the server's path
+//! policy uses.
 
 use std::path::PathBuf;
 
