@@ -1,5 +1,5 @@
-//! A field that must name a local path (plain, or a `file://` URI): the CLI's check of an
-//! evaluator's job dir, which cannot be in a bucket. Every other path or URI field is parsed
+//! A field that must name a local path (plain, or a `file://` URI): `mle train`'s job dir once
+//! a bucket one has been given a local working copy. Every other path or URI field is parsed
 //! by `mle-storage`'s `Location` (local, `file://`, `gs://`, `s3://`), which the server's path
 //! policy uses.
 
