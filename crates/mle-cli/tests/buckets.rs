@@ -622,4 +622,14 @@ fn a_job_dir_in_a_bucket_survives_the_store_restarting_mid_training() {
         keys.iter().any(|k| k.contains("/export/abalone/")),
         "no export after the restart: {keys:?}"
     );
+    // Of the 600 checkpoints written, the bucket keeps what the trainer keeps: the newest 5.
+    let ckpts: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.contains("/checkpoints/ckpt-"))
+        .collect();
+    assert_eq!(ckpts.len(), 5, "{ckpts:?}");
+    assert!(
+        ckpts.iter().any(|k| k.ends_with("ckpt-60000.safetensors")),
+        "{ckpts:?}"
+    );
 }

@@ -5,6 +5,7 @@ use futures::StreamExt;
 use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::Error as GcsError;
 use gcloud_storage::http::objects::Object;
+use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
@@ -127,6 +128,24 @@ impl Gcs {
             .await
             .map(|_| ())
             .map_err(|e| error(uri, e))
+    }
+
+    pub(crate) async fn delete(&self, bucket: &str, key: &str, uri: &str) -> Result<()> {
+        let req = DeleteObjectRequest {
+            bucket: bucket.to_string(),
+            object: key.to_string(),
+            ..Default::default()
+        };
+        match self
+            .client
+            .delete_object(&req)
+            .await
+            .map_err(|e| error(uri, e))
+        {
+            // Already gone is what was asked for.
+            Err(StorageError::NoSuchObject { .. }) => Ok(()),
+            r => r,
+        }
     }
 
     pub(crate) async fn list(

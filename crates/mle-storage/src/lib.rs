@@ -459,6 +459,25 @@ impl Storage {
         }
     }
 
+    /// Removes the object (or file); one that is already gone is not an error.
+    pub fn delete(&self, loc: &Location) -> Result<()> {
+        let uri = loc.uri();
+        match loc {
+            Location::Local(p) => match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(&uri, e)),
+                _ => Ok(()),
+            },
+            Location::Gcs { bucket, key } => {
+                let gcs = self.gcs(&uri)?;
+                self.retrying(|| self.block(gcs.delete(bucket, key, &uri)))
+            }
+            Location::S3 { bucket, key } => {
+                let s3 = self.s3(bucket, &uri)?;
+                self.retrying(|| self.block(s3.delete(key, &uri)))
+            }
+        }
+    }
+
     /// Every object below `prefix` (as a directory: `prefix/...`), with its size.
     pub fn list(&self, prefix: &Location) -> Result<Vec<(Location, u64)>> {
         let uri = prefix.uri();

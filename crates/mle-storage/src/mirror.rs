@@ -76,8 +76,16 @@ impl Mirror {
         &self.remote
     }
 
+    /// A local file's name below the working directory, with `/`.
+    fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(self.dir.path())
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default()
+    }
+
     /// Uploads every file that is new or changed since the last push (temporary files of a
-    /// write in progress are left for the next one); returns how many it uploaded.
+    /// write in progress are left for the next one) and removes the objects of files that were
+    /// deleted since (checkpoints rotated out); returns how many it uploaded.
     pub fn push(&self) -> Result<usize> {
         let mut n = 0;
         for (loc, _) in crate::local::list(self.dir.path())? {
@@ -93,10 +101,7 @@ impl Mirror {
             if self.lock().get(&path) == Some(&now) {
                 continue;
             }
-            let rel = path
-                .strip_prefix(self.dir.path())
-                .map(|p| p.to_string_lossy().replace('\\', "/"))
-                .unwrap_or_default();
+            let rel = self.rel(&path);
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
                 // Removed meanwhile (an old checkpoint rotated out).
@@ -106,6 +111,21 @@ impl Mirror {
             self.storage.put(&self.remote.join(&rel), &bytes)?;
             self.lock().insert(path, now);
             n += 1;
+        }
+        // What the trainer removed (checkpoints rotated out) goes from the bucket too.
+        let gone: Vec<PathBuf> = self
+            .lock()
+            .keys()
+            .filter(|p| !p.exists())
+            .cloned()
+            .collect();
+        for path in gone {
+            let rel = self.rel(&path);
+            if rel.is_empty() {
+                continue;
+            }
+            self.storage.delete(&self.remote.join(&rel))?;
+            self.lock().remove(&path);
         }
         Ok(n)
     }

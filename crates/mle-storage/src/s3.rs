@@ -88,6 +88,18 @@ impl S3 {
             .map_err(|e| error(uri, e))
     }
 
+    pub(crate) async fn delete(&self, key: &str, uri: &str) -> Result<()> {
+        match self
+            .store
+            .delete(&ObjectPath::from(key))
+            .await
+            .map_err(|e| error(uri, e))
+        {
+            Err(StorageError::NoSuchObject { .. }) => Ok(()),
+            r => r,
+        }
+    }
+
     pub(crate) async fn list(&self, key: &str, uri: &str) -> Result<Vec<(String, u64)>> {
         let prefix = (!key.is_empty()).then(|| ObjectPath::from(key));
         let mut out = Vec::new();
