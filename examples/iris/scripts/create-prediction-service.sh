@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Bisong (2019), ch. 41, create-prediction-service.sh, with `gcloud ml-engine` replaced by `mle`
-# (MODEL_BINARIES may be a gs:// or s3:// URI): a model and a version from a training export. MODEL_BINARIES is an
-# export directory (or an export root such as jobs/iris_hp/3/export/iris, whose newest export is
+# Bisong (2019), ch. 41, create-prediction-service.sh, with `gcloud ml-engine` replaced by `mle`:
+# a model and a version from a training export. MODEL_BINARIES (a path, or a gs:// or s3://
+# URI) is an export directory (or an export root such as jobs/iris_hp/3/export/iris, whose newest export is
 # used), e.g. the best trial of hyper-tune.sh. Needs a running `mle server`.
 set -euo pipefail
 MLE=${MLE:-mle}

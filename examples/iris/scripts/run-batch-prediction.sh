@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Bisong (2019), ch. 41, run-batch-prediction.sh, with `gcloud ml-engine` replaced by `mle`;
-# INPUT_PATHS and OUTPUT_PATH may be gs:// or s3:// URIs: predict every row of the hold-out file with the deployed model (run
-# create-prediction-service.sh first). Results: $OUTPUT_PATH/prediction.results-00000-of-00001,
+# Bisong (2019), ch. 41, run-batch-prediction.sh, with `gcloud ml-engine` replaced by `mle`:
+# predict every row of the hold-out file with the deployed model (run
+# create-prediction-service.sh first); INPUT_PATHS (patterns allowed) and OUTPUT_PATH may be
+# gs:// or s3:// URIs. Results: $OUTPUT_PATH/prediction.results-00000-of-00001,
 # one JSON line per input row. Needs a running `mle server`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"

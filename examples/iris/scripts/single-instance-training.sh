@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bisong (2019), ch. 41, single-instance-training.sh, with `gcloud ml-engine` replaced by `mle`
-# and the book's TensorFlow trainer by the built-in trainer with the Iris
-# spec (the same DNNClassifier). Needs a running `mle server`.
+# and the book's TensorFlow trainer by the built-in trainer with the Iris spec (the same
+# DNNClassifier); JOB_DIR, TRAIN_DATA and EVAL_DATA may be gs:// or s3:// URIs. Needs a running `mle server`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 MLE=${MLE:-mle}
