@@ -51,13 +51,14 @@ pub fn source(uri: &str, policy: Policy<'_>) -> Result<Source, String> {
         Place::Local(p) => p,
         Place::Bucket(loc) => return Ok(Source::Bucket(loc)),
     };
-    let holds_model = p.join(mle_bundle::MANIFEST).is_file()
-        || std::fs::read_dir(&p)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.path().extension().is_some_and(|x| x == "onnx"))
+    let holds_model = std::fs::read_dir(&p)
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_type().is_ok_and(|t| t.is_file())
+                    && e.file_name().to_str().is_some_and(is_model_file)
             })
-            .unwrap_or(false);
+        })
+        .unwrap_or(false);
     if holds_model {
         return Ok(Source::Dir(p));
     }
@@ -69,6 +70,12 @@ pub fn source(uri: &str, policy: Policy<'_>) -> Result<Source, String> {
         },
         None => Err(no_model(uri)),
     }
+}
+
+/// Whether a file directly in a directory makes it a model: an mle export's manifest or an
+/// `.onnx` file (a name with `/` is further down).
+fn is_model_file(name: &str) -> bool {
+    !name.contains('/') && (name == mle_bundle::MANIFEST || name.ends_with(".onnx"))
 }
 
 fn no_model(uri: &str) -> String {
@@ -84,19 +91,11 @@ pub fn fetch(src: &Source, into: &Path) -> Result<PathBuf, String> {
     };
     let storage = mle_storage::Storage::shared().map_err(|e| e.to_string())?;
     let found = storage.list(loc).map_err(|e| e.to_string())?;
-    let base = loc.uri();
-    let rel = |l: &mle_storage::Location| {
-        let u = l.uri();
-        u.strip_prefix(&base)
-            .unwrap_or(&u)
-            .trim_start_matches('/')
-            .to_string()
-    };
-    let names: Vec<String> = found.iter().map(|(l, _)| rel(l)).collect();
-    let holds_model = names
+    let names: Vec<String> = found
         .iter()
-        .any(|n| n == mle_bundle::MANIFEST || (!n.contains('/') && n.ends_with(".onnx")));
-    let model = if holds_model {
+        .filter_map(|(l, _)| l.relative_to(loc))
+        .collect();
+    let model = if names.iter().any(|n| is_model_file(n)) {
         loc.clone()
     } else {
         // An export root: its newest `<timestamp>/` holding a model.
@@ -104,13 +103,13 @@ pub fn fetch(src: &Source, into: &Path) -> Result<PathBuf, String> {
             .iter()
             .filter_map(|n| {
                 let (ts, rest) = n.split_once('/')?;
-                (rest == mle_bundle::MANIFEST || (!rest.contains('/') && rest.ends_with(".onnx")))
-                    .then(|| ts.parse::<u64>().ok().map(|t| (t, ts.to_string())))?
+                let t = ts.parse::<u64>().ok()?;
+                is_model_file(rest).then(|| (t, ts.to_string()))
             })
             .max();
         match newest {
             Some((_, ts)) => loc.join(&ts),
-            None => return Err(no_model(&base)),
+            None => return Err(no_model(&loc.uri())),
         }
     };
     storage

@@ -68,20 +68,19 @@ fn bucket_reports(dir: &mle_storage::Location, tag: &str) -> Vec<Report> {
     let Ok(storage) = mle_storage::Storage::shared() else {
         return Vec::new();
     };
-    let base = dir.uri();
     let files = storage
         .list(dir)
         .unwrap_or_default()
         .into_iter()
         .filter(|(l, n)| {
-            let uri = l.uri();
-            let rel = uri.strip_prefix(&base).unwrap_or(&uri);
             *n <= MAX_EVENT_FILE_BYTES
-                && rel.matches('/').count() <= 4
-                && rel
-                    .rsplit('/')
-                    .next()
-                    .is_some_and(mle_metrics::events::is_event_file)
+                && l.relative_to(dir).is_some_and(|rel| {
+                    rel.matches('/').count() <= 3
+                        && rel
+                            .rsplit('/')
+                            .next()
+                            .is_some_and(mle_metrics::events::is_event_file)
+                })
         })
         .filter_map(|(l, _)| {
             let bytes = storage.get(&l).ok()?;

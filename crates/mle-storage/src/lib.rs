@@ -211,6 +211,20 @@ impl Location {
         }
     }
 
+    /// Its name below `base` (`a/b` for `gs://x/k/a/b` below `gs://x/k`), if it lies below
+    /// it; a name with empty, `.` or `..` segments is not one (it could not be a local file's).
+    pub fn relative_to(&self, base: &Location) -> Option<String> {
+        let (uri, base) = (self.uri(), base.uri());
+        let rel = uri
+            .strip_prefix(base.trim_end_matches('/'))?
+            .strip_prefix('/')?;
+        (!rel.is_empty()
+            && rel
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".."))
+        .then(|| rel.to_string())
+    }
+
     /// The URI (`gs://b/k`, `s3://b/k`) or path.
     pub fn uri(&self) -> String {
         match self {
@@ -337,12 +351,11 @@ impl Storage {
         to: &std::path::Path,
         max_bytes: u64,
     ) -> Result<usize> {
-        let base = from.uri();
         let found = self.list(from)?;
         let total: u64 = found.iter().map(|(_, n)| *n).sum();
         if total > max_bytes {
             return Err(StorageError::Other {
-                uri: base,
+                uri: from.uri(),
                 detail: format!(
                     "holds more than {} MiB, the most mle copies",
                     max_bytes >> 20
@@ -351,18 +364,9 @@ impl Storage {
         }
         let mut count = 0;
         for (loc, n) in &found {
-            let uri = loc.uri();
-            let rel = uri
-                .strip_prefix(&base)
-                .unwrap_or(&uri)
-                .trim_start_matches('/');
-            if rel.is_empty()
-                || rel
-                    .split('/')
-                    .any(|s| s == ".." || s == "." || s.is_empty())
-            {
+            let Some(rel) = loc.relative_to(from) else {
                 continue;
-            }
+            };
             self.download(loc, &to.join(rel), *n)?;
             count += 1;
         }
@@ -548,18 +552,13 @@ impl Storage {
                 key: key.rsplit_once('/').map_or("", |(d, _)| d).to_string(),
             },
         };
-        let parent_uri = parent.uri();
         let mut found: Vec<Location> = self
             .list(&parent)?
             .into_iter()
             .map(|(l, _)| l)
             .filter(|l| {
-                let u = l.uri();
-                let rest = u
-                    .strip_prefix(&parent_uri)
-                    .unwrap_or(&u)
-                    .trim_start_matches('/');
-                !rest.contains('/') && wildcard(&name, rest)
+                l.relative_to(&parent)
+                    .is_some_and(|rest| !rest.contains('/') && wildcard(&name, &rest))
             })
             .collect();
         found.sort_by_key(Location::uri);
@@ -672,6 +671,35 @@ impl Read for ChannelReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_below_a_prefix_are_relative_and_never_escape() {
+        let base = Location::parse("gs://bkt/jobs/a").unwrap();
+        let below = |u: &str| Location::parse(u).unwrap().relative_to(&base);
+        assert_eq!(
+            below("gs://bkt/jobs/a/ckpt/x.bin").as_deref(),
+            Some("ckpt/x.bin")
+        );
+        assert_eq!(below("gs://bkt/jobs/ab/x"), None);
+        assert_eq!(below("gs://bkt/jobs/a"), None);
+        assert_eq!(below("s3://bkt/jobs/a/x"), None);
+        let root = Location::parse("s3://bkt").unwrap();
+        assert_eq!(
+            Location::parse("s3://bkt/k/v")
+                .unwrap()
+                .relative_to(&root)
+                .as_deref(),
+            Some("k/v")
+        );
+        let local = Location::Local("/d".into());
+        assert_eq!(Location::Local("/d/../e".into()).relative_to(&local), None);
+        assert_eq!(
+            Location::Local("/d/e/f".into())
+                .relative_to(&local)
+                .as_deref(),
+            Some("e/f")
+        );
+    }
 
     #[test]
     fn uris_parse_into_locations_and_bad_ones_say_why() {

@@ -42,16 +42,10 @@ impl Mirror {
             dir,
             seen: Mutex::new(HashMap::new()),
         };
-        let base = mirror.remote.uri();
         for (loc, _) in mirror.storage.list(&mirror.remote)? {
-            let uri = loc.uri();
-            let rel = uri
-                .strip_prefix(&base)
-                .unwrap_or(&uri)
-                .trim_start_matches('/');
-            if rel.is_empty() || rel.split('/').any(|s| s == ".." || s.is_empty()) {
+            let Some(rel) = loc.relative_to(&mirror.remote) else {
                 continue;
-            }
+            };
             let local = mirror.dir.path().join(rel);
             let bytes = mirror.storage.get(&loc)?;
             crate::local::put(&local, &bytes)?;
