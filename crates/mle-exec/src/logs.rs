@@ -64,12 +64,19 @@ pub struct Page {
     pub next: Cursor,
 }
 
-/// The run's log files, relative to the run directory, in a stable order.
-fn log_files(run: &RunDir) -> Vec<String> {
-    let mut dirs = vec![("logs".to_string(), run.logs())];
+/// The run's log files (only trial `only`'s, when given), relative to the run directory, in a
+/// stable order.
+fn log_files(run: &RunDir, only: Option<&str>) -> Vec<String> {
+    let mut dirs = Vec::new();
+    if only.is_none() {
+        dirs.push(("logs".to_string(), run.logs()));
+    }
     if let Ok(trials) = std::fs::read_dir(run.0.join("trials")) {
         for t in trials.flatten() {
             let name = t.file_name().to_string_lossy().into_owned();
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
             dirs.push((format!("trials/{name}/logs"), t.path().join("logs")));
         }
     }
@@ -158,7 +165,12 @@ fn read_file(path: &Path, offset: u64, budget: usize) -> (Vec<Value>, u64) {
 /// The next page after `cursor`: about `budget` bytes of whole lines, shared fairly between
 /// the files that have something new.
 pub fn read_page(run: &RunDir, cursor: &Cursor, budget: usize) -> Page {
-    let files = log_files(run);
+    read_page_of(run, None, cursor, budget)
+}
+
+/// [`read_page`] of one tuning trial's logs only (`trial` given), or of every log.
+pub fn read_page_of(run: &RunDir, trial: Option<&str>, cursor: &Cursor, budget: usize) -> Page {
+    let files = log_files(run, trial);
     let mut next = cursor.clone();
     let grown: Vec<(String, u64)> = files
         .into_iter()
@@ -266,6 +278,36 @@ mod tests {
         expected.sort();
         got.sort();
         assert_eq!(got, expected, "every line once");
+    }
+
+    #[test]
+    fn a_trials_page_holds_only_that_trials_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir(dir.path().to_path_buf());
+        for (rel, msg) in [
+            ("logs", "job"),
+            ("trials/1/logs", "one"),
+            ("trials/12/logs", "twelve"),
+        ] {
+            std::fs::create_dir_all(run.0.join(rel)).unwrap();
+            let rec = json!({"time": 1.0, "task": "master-replica-0", "message": msg});
+            std::fs::write(
+                run.0.join(rel).join("master-replica-0.log"),
+                format!("{rec}\n"),
+            )
+            .unwrap();
+        }
+        let msgs = |trial| -> Vec<String> {
+            read_page_of(&run, trial, &Cursor::default(), 1 << 20)
+                .entries
+                .iter()
+                .map(|e| e["message"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(msgs(Some("1")), vec!["one"]);
+        assert_eq!(msgs(Some("12")), vec!["twelve"]);
+        assert!(msgs(Some("2")).is_empty());
+        assert_eq!(msgs(None).len(), 3);
     }
 
     #[test]

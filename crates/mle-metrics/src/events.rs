@@ -193,10 +193,9 @@ pub fn parse_scalars(bytes: &[u8], name: &str) -> std::io::Result<Vec<Scalar>> {
     Ok(out)
 }
 
-/// Every value of scalar `tag` in the event files (`events.out.tfevents.*`) under `dir` and its
-/// subdirectories (a few levels, as TensorFlow writes `eval/` beside the job dir), ordered by
-/// time. Unreadable or corrupt files are skipped: a trainer may be writing them right now.
-pub fn read_dir(dir: &Path, tag: &str) -> Vec<crate::Report> {
+/// The event files (`events.out.tfevents.*`) under `dir` and its subdirectories, a few levels
+/// down (TensorFlow writes `eval/` and `train/` beside the job dir), in a stable order.
+pub fn event_files(dir: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -212,7 +211,18 @@ pub fn read_dir(dir: &Path, tag: &str) -> Vec<crate::Report> {
         }
     }
     let mut files = Vec::new();
-    walk(dir, 3, &mut files);
+    walk(dir, EVENT_DIR_DEPTH, &mut files);
+    files.sort();
+    files
+}
+
+/// How many directory levels below a job dir event files are looked for.
+pub const EVENT_DIR_DEPTH: usize = 3;
+
+/// Every value of scalar `tag` in the [`event_files`] under `dir`, ordered by time.
+/// Unreadable or corrupt files are skipped: a trainer may be writing them right now.
+pub fn read_dir(dir: &Path, tag: &str) -> Vec<crate::Report> {
+    let files = event_files(dir);
     reports(files.iter().filter_map(|f| read_scalars(f).ok()), tag)
 }
 

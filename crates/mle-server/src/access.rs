@@ -255,7 +255,9 @@ fn project_permission(method: &str, rest: &[&str], act: Option<&str>) -> Option<
     Some(match (method, rest) {
         ("GET", ["jobs"]) => JobsList,
         ("POST", ["jobs"]) => JobsCreate,
-        ("GET", ["jobs", _] | ["jobs", _, "logs"]) => JobsGet,
+        ("GET", ["jobs", _] | ["jobs", _, "logs" | "metrics"] | ["jobs", _, "logs", "stream"]) => {
+            JobsGet
+        }
         ("POST", ["jobs", _]) if act == Some("cancel") => JobsCancel,
         ("PATCH", ["jobs", _]) => JobsUpdate,
         ("GET", ["models"]) => ModelsList,
@@ -297,7 +299,7 @@ pub fn need(method: &Method, path: &str) -> Need {
         return Need::Authenticated;
     }
     match (m, s.as_slice()) {
-        ("GET", ["openapi.json"]) => Need::Authenticated,
+        ("GET", ["openapi.json"] | ["v1", "principal"]) => Need::Authenticated,
         // A method or action a project's route lacks needs no more than reading the project
         // (the router then answers 404 or 405).
         (_, ["v1", "projects", project, rest @ ..]) => {
@@ -375,6 +377,15 @@ mod tests {
             Need::Authenticated
         );
         assert_eq!(n(Method::GET, "/metrics"), Need::ServerAdmin);
+        assert_eq!(n(Method::GET, "/v1/principal"), Need::Authenticated);
+        assert_eq!(
+            n(Method::GET, "/v1/projects/p/jobs/j/logs/stream"),
+            on("p", Permission::JobsGet)
+        );
+        assert_eq!(
+            n(Method::GET, "/v1/projects/p/jobs/j/metrics"),
+            on("p", Permission::JobsGet)
+        );
         assert_eq!(n(Method::GET, "/v1/tokens"), Need::ServerAdmin);
         // A project whose name is escaped is the decoded name.
         assert_eq!(

@@ -1,4 +1,5 @@
-//! The HTTP app: `/healthz` and the V2 health checks without a token, every other route behind
+//! The HTTP app: `/healthz`, the V2 health checks and the console's files without a token,
+//! every other route behind
 //! the access check (token → principal → the route's permission, audited), `/metrics`,
 //! `/openapi.json`, and a Google-envelope 404 for unknown routes.
 
@@ -18,7 +19,7 @@ use mle_api::{ApiStatus, ErrorEnvelope};
 use crate::audit::Entry;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{access, openapi, routes, tokens};
+use crate::{access, console, openapi, routes, tokens};
 
 /// What the access check needs: the server admin's token and the state (store, audit log).
 #[derive(Clone)]
@@ -186,6 +187,7 @@ pub fn app(state: Arc<AppState>, token: String) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(routes::predict::health_router())
+        .merge(console::router())
         .merge(api)
         .fallback(|| async { ApiError::Status(ApiStatus::NotFound, "no such route".into()) })
         .layer(middleware::from_fn(envelope_rejections))

@@ -177,7 +177,8 @@ impl Db {
         Ok(self.job_of(rec)?.job)
     }
 
-    /// A page of a project's jobs, oldest first (records that do not parse are skipped).
+    /// A page of a project's jobs, oldest or newest first (records that do not parse are
+    /// skipped).
     pub async fn list_jobs(
         &self,
         project: &str,
@@ -198,6 +199,11 @@ impl Db {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let recs = self.store.jobs_in_states(&refs).await?;
         Ok(keep_parsed(recs.into_iter().map(|r| self.job_of(r))))
+    }
+
+    /// Every project with a job or a model.
+    pub async fn projects(&self) -> Result<Vec<String>, DbError> {
+        Ok(self.store.projects().await?)
     }
 
     /// Jobs per state name.

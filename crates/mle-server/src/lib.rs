@@ -7,9 +7,10 @@
 //! route table), `audit`, `tls`, `db` (the typed store), `tokens`, `defaults` (a model's
 //! default version),
 //! `lifecycle` (job state transitions), `catalog` (model and version lookups), `operations`,
-//! `plan` (what a job runs), `serving` (warm versions), `trials` and `tuning` (studies), `scheduler` (the
-//! loop), `state` (what handlers share), `routes/` (one file per resource), `app` (the HTTP
-//! app). Tests and other crates build the app with [`app`] (no socket needed) or start it
+//! `plan` (what a job runs), `serving` (warm versions), `series` (scalars from a job's event
+//! files), `trials` and `tuning` (studies), `scheduler` (the
+//! loop), `state` (what handlers share), `routes/` (one file per resource), `console` (the
+//! web console's embedded files), `app` (the HTTP app). Tests and other crates build the app with [`app`] (no socket needed) or start it
 //! with [`run`].
 
 mod access;
@@ -17,6 +18,7 @@ mod app;
 mod audit;
 mod catalog;
 mod config;
+mod console;
 mod db;
 mod defaults;
 mod error;
@@ -28,6 +30,7 @@ mod paths;
 mod plan;
 mod routes;
 mod scheduler;
+mod series;
 mod serving;
 mod state;
 mod tls;

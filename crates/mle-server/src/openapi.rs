@@ -21,6 +21,7 @@ use crate::routes::predict::{
 };
 use crate::routes::tokens::{TOKEN, TOKENS};
 use crate::routes::versions::{VERSION, VERSIONS};
+use crate::routes::watch::{JOB_LOG_STREAM, JOB_METRICS, PRINCIPAL};
 
 /// An integer field: proto3 JSON writes 64-bit integers as strings, and the server reads
 /// either a number or a numeric string for every integer field.
@@ -299,6 +300,19 @@ pub fn spec() -> Value {
         "LogsPage": {"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
             "time": {"type": "number"}, "severity": {"type": "string"}, "task": {"type": "string"}, "trial": {"type": "string"}, "message": {"type": "string"}}}},
             "nextPageToken": {"type": "string"}}},
+        "MetricSeries": {"type": "object", "properties": {
+            "jobDir": {"type": "string", "description": "the directory read (the trial's, with `trial`)"},
+            "series": {"type": "array", "items": {"type": "object", "properties": {
+                "run": {"type": "string", "description": "the event files' directory below the job dir ('' for the job dir, `eval`, ...)"},
+                "tag": {"type": "string"}, "steps": {"type": "array", "items": {"type": "integer"}},
+                "values": {"type": "array", "items": {"type": ["number", "null"]}, "description": "null for NaN or an infinity"},
+                "count": {"type": "integer", "description": "steps before downsampling"}}}},
+            "exports": {"type": "array", "items": {"type": "string"}, "description": "export roots under `<jobDir>/export/`, for a version's deploymentUri"},
+            "skippedFiles": {"type": "integer", "description": "event files over 256 MiB, not read"}}},
+        "Principal": {"type": "object", "properties": {"name": {"type": "string"},
+            "role": {"type": "string", "enum": ["viewer", "modelUser", "developer", "admin", "serverAdmin"]},
+            "projects": {"type": "array", "items": {"type": "object", "properties": {"projectId": {"type": "string"},
+                "permissions": {"type": "array", "items": {"type": "string"}}}}}}},
     });
     let r = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
     let content = |schema: Value| json!({"application/json": {"schema": schema}});
@@ -340,7 +354,8 @@ pub fn spec() -> Value {
             "post": {"summary": "Create a job", "requestBody": body(r("Job"), true),
                      "responses": {"200": ok(r("Job")), "400": err("invalid job (field violations)"), "409": err("the job id exists")}},
             "get": {"summary": "List jobs in creation order",
-                    "parameters": [paging[0], paging[1], q("filter", "string", "state:STATE and/or jobId:prefix*")],
+                    "parameters": [paging[0], paging[1], q("filter", "string", "state:STATE and/or jobId:prefix*"),
+                                   q("orderBy", "string", "`createTime` (the default, oldest first) or `createTime desc` (newest first; an mle extension)")],
                     "responses": {"200": list("jobs", "Job"), "400": err("bad paging or filter")}},
         },
         JOB: {
@@ -353,9 +368,27 @@ pub fn spec() -> Value {
                       "responses": {"200": ok(r("Job")), "400": err("bad mask or labels"), "404": err("no such job")}},
         },
         JOB_LOGS: {
-            "parameters": [project, path_param("job", "job id"), q("pageToken", "string", "where the previous page ended (its nextPageToken); every line is returned once")],
+            "parameters": [project, path_param("job", "job id"), q("pageToken", "string", "where the previous page ended (its nextPageToken); every line is returned once"),
+                           q("trial", "string", "only this tuning trial's lines")],
             "get": {"summary": "The next log lines of every replica, in time order, at most about 1 MiB a page (mle extension)",
                     "responses": {"200": ok(r("LogsPage")), "400": err("bad page token"), "404": err("no such job")}},
+        },
+        JOB_LOG_STREAM: {
+            "parameters": [project, path_param("job", "job id"), q("pageToken", "string", "start after this cursor (a nextPageToken)"),
+                           q("trial", "string", "only this tuning trial's lines")],
+            "get": {"summary": "The job's log lines as server-sent events, live (mle extension): `entries` events carry a LogsPage; an `end` event ({state, nextPageToken}) follows once the job has ended and every line was sent. A stream lasts at most 30 minutes; reconnect with the last nextPageToken",
+                    "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                  "400": err("bad page token or trial"), "404": err("no such job"), "429": err("too many open streams")}},
+        },
+        JOB_METRICS: {
+            "parameters": [project, path_param("job", "job id"), q("trial", "string", "a tuning trial's series (its `<jobDir>/<trial>/`)"),
+                           q("maxPoints", "integer", "points per series at most, 3 to 10000 (default 1000); longer series are downsampled (largest-triangle-three-buckets)")],
+            "get": {"summary": "Scalar series from the event files under the job dir, by run and tag (mle extension)",
+                    "responses": {"200": ok(r("MetricSeries")), "400": err("bad trial or maxPoints, or a job dir the path policy now refuses"), "404": err("no such job")}},
+        },
+        PRINCIPAL: {
+            "get": {"summary": "Who the token is: name, role, and the permissions it holds per project (mle extension)",
+                    "responses": {"200": ok(r("Principal"))}},
         },
         MODELS: {
             "parameters": [project],

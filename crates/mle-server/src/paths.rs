@@ -29,6 +29,24 @@ pub enum Place {
     Bucket(Location),
 }
 
+impl Place {
+    /// `name` below this directory or prefix.
+    pub fn join(&self, name: &str) -> Place {
+        match self {
+            Place::Local(p) => Place::Local(p.join(name)),
+            Place::Bucket(l) => Place::Bucket(l.join(name)),
+        }
+    }
+
+    /// As the user wrote it: a path, or a bucket URI.
+    pub fn uri(&self) -> String {
+        match self {
+            Place::Local(p) => p.display().to_string(),
+            Place::Bucket(l) => l.uri(),
+        }
+    }
+}
+
 /// What the server may use: `--allow-root` and `--allow-bucket`.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy<'a> {

@@ -11,6 +11,9 @@ use crate::db::Db;
 use crate::scheduler::Scheduler;
 use crate::serving::Serving;
 
+/// Log streams open at once on this server.
+pub const MAX_STREAMS: usize = 256;
+
 /// What handlers share.
 pub struct AppState {
     /// The typed store.
@@ -23,6 +26,8 @@ pub struct AppState {
     pub scheduler: Arc<Scheduler>,
     /// The audit log.
     pub audit: Audit,
+    /// Permits for open log streams ([`MAX_STREAMS`]).
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -34,6 +39,7 @@ impl AppState {
             serving: Serving::new(db.clone(), cfg.clone()),
             scheduler: Scheduler::new(db.clone(), cfg.clone()),
             audit: Audit::new(&cfg.data_dir),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             db,
             cfg,
         })

@@ -47,12 +47,11 @@ fn read_reports(trial_run: &RunDir, output: Option<&Place>, tag: &str) -> Vec<Re
         .filter_map(|e| mle_metrics::hypertune::read(&e.path(), tag).ok())
         .flatten()
         .collect();
-    match output {
-        Some(Place::Local(dir)) if reports.is_empty() => {
-            reports = mle_metrics::events::read_dir(dir, tag);
-        }
-        Some(Place::Bucket(dir)) if reports.is_empty() => reports = bucket_reports(dir, tag),
-        _ => {}
+    if reports.is_empty()
+        && let Some(dir) = output
+    {
+        let runs = crate::series::read(dir).runs;
+        reports = mle_metrics::events::reports(runs.into_iter().map(|r| r.scalars), tag);
     }
     reports.sort_by(|a, b| a.time.total_cmp(&b.time));
     if reports.len() > MAX_REPORTS {
@@ -60,37 +59,6 @@ fn read_reports(trial_run: &RunDir, output: Option<&Place>, tag: &str) -> Vec<Re
     }
     reports
 }
-
-/// [`mle_metrics::events::read_dir`] of a job dir in a bucket: the event files below it (a
-/// few levels deep), each fetched whole. What cannot be listed or read yet is skipped, as a
-/// file being written is locally.
-fn bucket_reports(dir: &mle_storage::Location, tag: &str) -> Vec<Report> {
-    let Ok(storage) = mle_storage::Storage::shared() else {
-        return Vec::new();
-    };
-    let files = storage
-        .list(dir)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(l, n)| {
-            *n <= MAX_EVENT_FILE_BYTES
-                && l.relative_to(dir).is_some_and(|rel| {
-                    rel.matches('/').count() <= 3
-                        && rel
-                            .rsplit('/')
-                            .next()
-                            .is_some_and(mle_metrics::events::is_event_file)
-                })
-        })
-        .filter_map(|(l, _)| {
-            let bytes = storage.get(&l).ok()?;
-            mle_metrics::events::parse_scalars(&bytes, &l.uri()).ok()
-        });
-    mle_metrics::events::reports(files, tag)
-}
-
-/// The largest event file read from a bucket for a trial's metrics.
-const MAX_EVENT_FILE_BYTES: u64 = 64 << 20;
 
 /// How long a trial that has reported may keep its slot while its processes end.
 const WIND_DOWN_SECS: f64 = 30.0;
@@ -350,10 +318,7 @@ impl Step<'_> {
         tr: &RunDir,
         ended: bool,
     ) -> Result<(), String> {
-        let output = self.out_root.as_ref().map(|r| match r {
-            Place::Local(p) => Place::Local(p.join(&trial.trial_id)),
-            Place::Bucket(l) => Place::Bucket(l.join(&trial.trial_id)),
-        });
+        let output = self.out_root.as_ref().map(|r| r.join(&trial.trial_id));
         let reports = read_reports(tr, output.as_ref(), &self.tag);
         if let Some(bad) = reports.iter().find(|r| !r.value.is_finite()) {
             return Err(format!(

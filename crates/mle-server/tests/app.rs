@@ -400,6 +400,13 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ),
     ("PATCH", "/v1/projects/{project}/jobs/{job}", "da"),
     ("GET", "/v1/projects/{project}/jobs/{job}/logs", "vda"),
+    (
+        "GET",
+        "/v1/projects/{project}/jobs/{job}/logs/stream",
+        "vda",
+    ),
+    ("GET", "/v1/projects/{project}/jobs/{job}/metrics", "vda"),
+    ("GET", "/v1/principal", "vudao"),
     ("POST", "/v1/projects/{project}/models", "da"),
     ("GET", "/v1/projects/{project}/models", "vuda"),
     ("GET", "/v1/projects/{project}/models/{model}", "vuda"),
@@ -697,4 +704,141 @@ async fn token_requests_that_race_or_overflow_are_refused_cleanly() {
         .unwrap();
     let resp = a.router.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_console_is_served_without_a_token_under_a_strict_policy() {
+    let a = new_app(false).await;
+    let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let r = a.router.clone().oneshot(get("/")).await.unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert_eq!(r.headers()["location"], "/console/");
+    let r = a.router.clone().oneshot(get("/console/")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let r = a
+        .router
+        .clone()
+        .oneshot(get("/console/js/main.js"))
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    for bad in [
+        "/console/../token",
+        "/console/%2e%2e/token",
+        "/console/js/nope.js",
+    ] {
+        let r = a.router.clone().oneshot(get(bad)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn the_console_api_answers_who_is_asking_and_refuses_bad_parameters() {
+    let a = new_app(false).await;
+    let (_, v) = a
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "viewer", "role": "viewer", "projects": ["p", "q"]})),
+        )
+        .await;
+    let viewer = v["token"].as_str().unwrap().to_string();
+    let (code, me) = a
+        .send("GET", "/v1/principal", Some(&viewer), Body::empty())
+        .await;
+    assert_eq!(code, StatusCode::OK, "{me}");
+    assert_eq!(me["name"], "viewer");
+    assert_eq!(me["role"], "viewer");
+    assert_eq!(me["projects"][1]["projectId"], "q");
+    let held = me["projects"][0]["permissions"].as_array().unwrap();
+    assert!(held.contains(&json!("ml.jobs.get")) && !held.contains(&json!("ml.jobs.create")));
+    // Jobs, newest first and oldest first, paged.
+    for id in ["j1", "j2", "j3"] {
+        let job =
+            json!({"jobId": id, "trainingInput": {"masterConfig": {"containerCommand": ["true"]}}});
+        let (code, v) = a.call("POST", "/v1/projects/p/jobs", Some(job)).await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["jobId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, v) = a
+        .call(
+            "GET",
+            "/v1/projects/p/jobs?orderBy=createTime%20desc&pageSize=2",
+            None,
+        )
+        .await;
+    assert_eq!(ids(&v), ["j3", "j2"]);
+    let next = v["nextPageToken"].as_str().unwrap();
+    let (_, v) = a
+        .call(
+            "GET",
+            &format!("/v1/projects/p/jobs?orderBy=createTime%20desc&pageSize=2&pageToken={next}"),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&v), ["j1"]);
+    let (_, v) = a
+        .call("GET", "/v1/projects/p/jobs?orderBy=createTime", None)
+        .await;
+    assert_eq!(ids(&v), ["j1", "j2", "j3"]);
+    // The server admin sees every project with a job.
+    let (_, me) = a.call("GET", "/v1/principal", None).await;
+    assert_eq!(me["role"], "serverAdmin");
+    assert_eq!(me["projects"][0]["projectId"], "p");
+    // Bad parameters are 400s naming the field; a job that is not there is a 404.
+    for (uri, field) in [
+        ("/v1/projects/p/jobs?orderBy=name", "order_by"),
+        ("/v1/projects/p/jobs?orderBy=createTime%20up", "order_by"),
+        ("/v1/projects/p/jobs/j1/metrics?trial=..%2F..", "trial"),
+        ("/v1/projects/p/jobs/j1/metrics?trial=12345678901", "trial"),
+        ("/v1/projects/p/jobs/j1/metrics?maxPoints=2", "max_points"),
+        (
+            "/v1/projects/p/jobs/j1/metrics?maxPoints=99999999999999999999",
+            "max_points",
+        ),
+        ("/v1/projects/p/jobs/j1/metrics?maxPoints=NaN", "max_points"),
+        ("/v1/projects/p/jobs/j1/logs?trial=a", "trial"),
+        ("/v1/projects/p/jobs/j1/logs/stream?trial=-1", "trial"),
+        (
+            "/v1/projects/p/jobs/j1/logs/stream?pageToken=zz",
+            "page_token",
+        ),
+    ] {
+        let (code, v) = a.call("GET", uri, None).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert_eq!(
+            v["error"]["details"][0]["fieldViolations"][0]["field"], field,
+            "{uri}: {v}"
+        );
+    }
+    let (code, _) = a
+        .call("GET", "/v1/projects/p/jobs/nope/metrics", None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = a
+        .call("GET", "/v1/projects/p/jobs/nope/logs/stream", None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    // A job without a job dir has no series.
+    let (code, v) = a.call("GET", "/v1/projects/p/jobs/j1/metrics", None).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["series"], json!([]));
 }

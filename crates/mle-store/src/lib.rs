@@ -113,6 +113,8 @@ pub struct JobFilter {
     pub state: Option<String>,
     /// Only ids starting with this prefix.
     pub id_prefix: Option<String>,
+    /// Newest first (`after_seq` then means "created before", 0 for the newest).
+    pub newest_first: bool,
 }
 
 /// One model, version or operation row.
@@ -297,7 +299,8 @@ impl Store {
         }
     }
 
-    /// Jobs of a project in creation order, after `after_seq`, at most `limit`.
+    /// Jobs of a project in creation order (or newest first), after `after_seq`, at most
+    /// `limit`.
     pub async fn list_jobs(
         &self,
         project: &str,
@@ -313,12 +316,21 @@ impl Store {
                     .replace('_', "\\_")
             )
         });
+        let (cmp, order, after) = if filter.newest_first {
+            (
+                "<",
+                "DESC",
+                if after_seq <= 0 { i64::MAX } else { after_seq },
+            )
+        } else {
+            (">", "ASC", after_seq)
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM jobs WHERE project = $1 AND seq > $2 AND ($3 = '' OR state = $3) \
-             AND ($4 = '' OR job_id LIKE $4 ESCAPE '\\') ORDER BY seq LIMIT $5"
+            "SELECT {COLUMNS} FROM jobs WHERE project = $1 AND seq {cmp} $2 AND ($3 = '' OR state = $3) \
+             AND ($4 = '' OR job_id LIKE $4 ESCAPE '\\') ORDER BY seq {order} LIMIT $5"
         ))
         .bind(project)
-        .bind(after_seq)
+        .bind(after)
         .bind(filter.state.clone().unwrap_or_default())
         .bind(prefix.unwrap_or_default())
         .bind(limit)
@@ -346,6 +358,18 @@ impl Store {
         }
         out.sort_by_key(|r| r.seq);
         Ok(out)
+    }
+
+    /// Every project that holds a job or a model, by name.
+    pub async fn projects(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT project FROM jobs UNION SELECT DISTINCT project FROM resources ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
     }
 
     /// Number of jobs in each state (every project).

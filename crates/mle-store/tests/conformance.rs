@@ -77,20 +77,33 @@ async fn conformance(s: &Store) {
     );
     let running = JobFilter {
         state: Some("RUNNING".into()),
-        id_prefix: None,
+        ..JobFilter::default()
     };
     assert_eq!(
         ids(s.list_jobs("p", &running, 0, 10).await.unwrap()),
         vec!["a", "abd", "abc_2"]
     );
     let pre = JobFilter {
-        state: None,
         id_prefix: Some("abc_".into()),
+        ..JobFilter::default()
     };
     assert_eq!(
         ids(s.list_jobs("p", &pre, 0, 10).await.unwrap()),
         vec!["abc_2"]
     );
+    // Newest first, paged by the last row's seq: every job once, in reverse.
+    let newest = JobFilter {
+        newest_first: true,
+        ..JobFilter::default()
+    };
+    let first = s.list_jobs("p", &newest, 0, 2).await.unwrap();
+    assert_eq!(ids(first.clone()), vec!["abc_2", "abd"]);
+    let after = first.last().unwrap().seq;
+    assert_eq!(
+        ids(s.list_jobs("p", &newest, after, 10).await.unwrap()),
+        vec!["abc1", "a"]
+    );
+    assert_eq!(s.projects().await.unwrap(), vec!["p", "q"]);
     assert_eq!(
         ids(s.jobs_in_states(&["QUEUED"]).await.unwrap()),
         vec!["abc1", "a"]

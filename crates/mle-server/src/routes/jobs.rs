@@ -1,5 +1,6 @@
 //! `/v1/projects/{p}/jobs`: create, get, list, cancel, patch labels, and the mle extension
-//! `/v1/projects/{p}/jobs/{id}/logs`.
+//! `/v1/projects/{p}/jobs/{id}/logs` (`?trial=ID` for one trial's), listed oldest or newest
+//! first (`orderBy=createTime desc`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -280,7 +281,21 @@ async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let (size, after) = page(&q)?;
-    let filter = job_filter(q.get("filter"))?;
+    let mut filter = job_filter(q.get("filter"))?;
+    filter.newest_first = match q
+        .get("orderBy")
+        .map(|o| o.split_whitespace().collect::<Vec<_>>())
+    {
+        None => false,
+        Some(o) if o.is_empty() || o == ["createTime"] || o == ["createTime", "asc"] => false,
+        Some(o) if o == ["createTime", "desc"] => true,
+        Some(_) => {
+            return Err(invalid(
+                "order_by",
+                "must be 'createTime' or 'createTime desc'",
+            ));
+        }
+    };
     let jobs = s.db.list_jobs(&project, &filter, after, size + 1).await?;
     let items = jobs
         .into_iter()
@@ -295,15 +310,18 @@ async fn logs(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     s.db.job(&project, &job_id).await?;
+    let trial = super::watch::trial_param(&q)?;
     let cursor = match q.get("pageToken") {
         None => Cursor::default(),
         Some(t) => Cursor::parse(t).ok_or_else(|| invalid("page_token", "invalid page token"))?,
     };
     let run = s.cfg.run_dir(&project, &job_id);
     // File reads: off the async runtime.
-    let page = tokio::task::spawn_blocking(move || logs::read_page(&run, &cursor, LOG_PAGE_BYTES))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let page = tokio::task::spawn_blocking(move || {
+        logs::read_page_of(&run, trial.as_deref(), &cursor, LOG_PAGE_BYTES)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(
         json!({"entries": page.entries, "nextPageToken": page.next.token()}),
     ))

@@ -1,5 +1,6 @@
 //! The REST routes, one file per resource (`jobs`, `models`, `versions`, `operations`) and one
-//! for online prediction (`predict`: ml v1, KServe V1, Open Inference V2), each exposing its
+//! for online prediction (`predict`: ml v1, KServe V1, Open Inference V2), one for what the
+//! console watches (`watch`: metric series, log streams, the caller), each exposing its
 //! `router()`; and what they share: request bodies, project names, paging, update masks.
 
 pub mod jobs;
@@ -8,6 +9,7 @@ pub mod operations;
 pub mod predict;
 pub mod tokens;
 pub mod versions;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +34,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(operations::router())
         .merge(predict::router())
         .layer(DefaultBodyLimit::max(predict::MAX_PREDICT_BYTES));
-    jobs::router().merge(tokens::router()).merge(serving)
+    jobs::router()
+        .merge(watch::router())
+        .merge(tokens::router())
+        .merge(serving)
 }
 
 /// `POST {resource}:testIamPermissions`: of the permissions the body lists
