@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the structure check, then every test (unit, integration, interop with
-# the Python peers). Creates target/test-venv (tensorboard, onnxruntime) and target/tf-venv (TensorFlow)
-# on first use.
+# the Python peers, the console in Chromium). Creates target/test-venv (tensorboard, onnxruntime),
+# target/tf-venv (TensorFlow) and tests/console/node_modules (playwright-core) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,15 @@ if ! cmp -s "$tfreq" "$tfvenv/.requirements" 2>/dev/null; then
   cp "$tfreq" "$tfvenv/.requirements"
 fi
 export MLE_TEST_TF_PYTHON="$PWD/$tfvenv/bin/python"
+
+# The console's browser tests (crates/mle-cli/tests/console.rs): playwright-core from npm, which
+# drives Debian's chromium (.ci/run installs it).
+lock=tests/console/package-lock.json
+if ! cmp -s "$lock" tests/console/node_modules/.mle-lock 2>/dev/null; then
+  echo "==> installing playwright-core in tests/console (npm ci)"
+  (cd tests/console && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$lock" tests/console/node_modules/.mle-lock
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -175,15 +175,17 @@ test("a tuning job's page: trials sorted by metric, one line per trial, a trial'
   assert.equal(await axes(), 4);
   await page.check('#axis-num-layers');
   assert.ok(await page.$('#objective canvas'), 'the objective-per-trial chart');
-  await shot(page, 'tuning');
-  // A click on a trial's line: its curves and its logs.
-  await page.click(`svg.parallel polyline[data-trial="${bestId}"]`, { force: true });
+  // A trial's line takes the focus, and Enter (as a click) shows its curves and its logs.
+  await page.focus(`svg.parallel polyline[data-trial="${bestId}"]`);
+  await page.keyboard.press('Enter');
   await page.waitForSelector(`#h-curves:text("Curves of trial ${bestId}")`);
   await page.waitForSelector('#curves figure.chart[data-tag="accuracy"][data-points]');
   await page.waitForSelector(`#h-logs:text("Logs of trial ${bestId}")`);
   await page.waitForSelector('#log-lines li');
   const others = await page.$$eval('#log-lines li .task', (t, id) => t.filter((x) => !x.textContent.startsWith(`trial ${id} `)).length, bestId);
   assert.equal(others, 0, "only the trial's lines");
+  await page.click('#trials-table th button[data-key="metric"]');
+  await shot(page, 'tuning');
   await page.close();
 });
 

@@ -3,7 +3,8 @@
 //! `playwright-core` through `tests/console/console.test.mjs` (node's own test runner). The
 //! browser signs in, watches a job turn SUCCEEDED, reads curves and trials, creates a model
 //! and a version and predicts from the page, and checks what a viewer may not do.
-//! `MLE_CONSOLE_SHOTS=docs/console` also saves a screenshot of each page there.
+//! `MLE_CONSOLE_SHOTS=docs/console` also saves a screenshot of each page there (relative to
+//! the repository).
 
 mod util;
 
@@ -108,8 +109,34 @@ fn the_console_works_in_a_real_chromium() {
     let evals = logs.lines().filter(|l| l.contains("eval_loss")).count();
     assert!(evals >= (STEPS / EVAL_EVERY) as usize, "{logs}\n{done}");
 
+    // The log stream of a finished job: every line in `entries` events, then `end`.
+    let out = Command::new("curl")
+        .args(["-s", "-N", "--max-time", "60", "-H"])
+        .arg(format!("Authorization: Bearer {}", s.token()))
+        .arg(format!(
+            "{}/v1/projects/default/jobs/abalone_curves/logs/stream",
+            s.url
+        ))
+        .output()
+        .unwrap();
+    let sse = stdout(&out);
+    let events: Vec<&str> = sse.split("\n\n").filter(|e| !e.trim().is_empty()).collect();
+    let last = events.last().unwrap();
+    assert!(
+        last.starts_with("event: end\n") && last.contains("\"SUCCEEDED\""),
+        "{sse}"
+    );
+    let streamed: usize = events
+        .iter()
+        .filter_map(|e| e.strip_prefix("event: entries\ndata: "))
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .flat_map(|v| v["entries"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["message"].as_str().unwrap_or("").contains("eval_loss"))
+        .count();
+    assert_eq!(streamed, evals, "{sse}");
+
     let shots = std::env::var_os("MLE_CONSOLE_SHOTS")
-        .map(|d| std::env::current_dir().unwrap().join(d))
+        .map(|d| repo().join(d))
         .unwrap_or_default();
     let out = Command::new("node")
         .args(["--test", "--test-reporter=spec", "console.test.mjs"])

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use util::*;
 
+/// The one documented operation not fuzzed (see below).
+const STREAM: &str = "/v1/projects/{project}/jobs/{job}/logs/stream";
+
 /// Per operation and phase; the whole run stays within a few minutes on two cores.
 const MAX_EXAMPLES: u32 = 40;
 const SEED: u32 = 20261202;
@@ -138,6 +141,10 @@ fn schemathesis_finds_no_5xx_and_no_undocumented_response() {
             "not_a_server_error,status_code_conformance,content_type_conformance,\
              response_schema_conformance,negative_data_rejection,ignored_auth",
         ])
+        // The log stream stays open while its job runs (j2 runs for 10 minutes), so a client
+        // that reads the whole body waits for the job: it is left out here, and its bad input
+        // is checked in mle-server's tests/app.rs and live in tests/console.rs.
+        .args(["--exclude-path", STREAM])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", &MAX_EXAMPLES.to_string()])
         .args(["--seed", &SEED.to_string()])
@@ -166,10 +173,11 @@ fn schemathesis_finds_no_5xx_and_no_undocumented_response() {
                 .count()
         })
         .sum();
-    assert!(documented >= 28, "{documented} operations documented");
+    assert!(documented >= 31, "{documented} operations documented");
+    assert!(doc["paths"][STREAM]["get"].is_object());
+    let fuzzed = documented - 1;
     assert!(
-        text.contains(&format!("{documented} selected"))
-            || text.contains(&format!("{documented} passed")),
+        text.contains(&format!("{fuzzed} selected")) || text.contains(&format!("{fuzzed} passed")),
         "not every operation ran:\n{text}"
     );
     // The server is still up, and serving the seeded version.

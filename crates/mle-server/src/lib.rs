@@ -40,7 +40,7 @@ mod tuning;
 
 pub use app::app;
 pub use config::{Config, JobPolicy, Limits, PipPolicy, RunAs, find_program};
-pub use state::AppState;
+pub use state::{AppState, MAX_STREAMS};
 pub use tls::TlsFiles;
 pub use tokens::{TokenError, TokenInfo, create_token, list_tokens, revoke_token};
 

@@ -337,6 +337,8 @@ pub fn spec() -> Value {
     ]);
     let mask = |d: &str| json!([q("updateMask", "string", d)]);
     let project = path_param("project", "project id");
+    let trial = json!({"name": "trial", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                       "description": "a tuning trial's id: only its lines, or its `<jobDir>/<trial>/`"});
     let model_p = path_param("model", "model id");
     let predicting = json!({"200": ok(r("PredictResponse")), "400": either("bad instances, no READY version, or a path that does not decode"),
         "404": predict_err("no such model, version or method"), "413": predict_err("body over 1.5 MB")});
@@ -369,20 +371,21 @@ pub fn spec() -> Value {
         },
         JOB_LOGS: {
             "parameters": [project, path_param("job", "job id"), q("pageToken", "string", "where the previous page ended (its nextPageToken); every line is returned once"),
-                           q("trial", "string", "only this tuning trial's lines")],
+                           trial.clone()],
             "get": {"summary": "The next log lines of every replica, in time order, at most about 1 MiB a page (mle extension)",
                     "responses": {"200": ok(r("LogsPage")), "400": err("bad page token"), "404": err("no such job")}},
         },
         JOB_LOG_STREAM: {
             "parameters": [project, path_param("job", "job id"), q("pageToken", "string", "start after this cursor (a nextPageToken)"),
-                           q("trial", "string", "only this tuning trial's lines")],
+                           trial.clone()],
             "get": {"summary": "The job's log lines as server-sent events, live (mle extension): `entries` events carry a LogsPage; an `end` event ({state, nextPageToken}) follows once the job has ended and every line was sent. A stream lasts at most 30 minutes; reconnect with the last nextPageToken",
                     "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                                   "400": err("bad page token or trial"), "404": err("no such job"), "429": err("too many open streams")}},
         },
         JOB_METRICS: {
-            "parameters": [project, path_param("job", "job id"), q("trial", "string", "a tuning trial's series (its `<jobDir>/<trial>/`)"),
-                           q("maxPoints", "integer", "points per series at most, 3 to 10000 (default 1000); longer series are downsampled (largest-triangle-three-buckets)")],
+            "parameters": [project, path_param("job", "job id"), trial.clone(),
+                           json!({"name": "maxPoints", "in": "query", "schema": {"type": "integer", "minimum": 3, "maximum": 10000},
+                                  "description": "points per series at most (default 1000); longer series are downsampled (largest-triangle-three-buckets)"})],
             "get": {"summary": "Scalar series from the event files under the job dir, by run and tag (mle extension)",
                     "responses": {"200": ok(r("MetricSeries")), "400": err("bad trial or maxPoints, or a job dir the path policy now refuses"), "404": err("no such job")}},
         },

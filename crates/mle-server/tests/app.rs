@@ -816,6 +816,7 @@ async fn the_console_api_answers_who_is_asking_and_refuses_bad_parameters() {
         ),
         ("/v1/projects/p/jobs/j1/metrics?maxPoints=NaN", "max_points"),
         ("/v1/projects/p/jobs/j1/logs?trial=a", "trial"),
+        ("/v1/projects/p/jobs/j1/logs?trial=", "trial"),
         ("/v1/projects/p/jobs/j1/logs/stream?trial=-1", "trial"),
         (
             "/v1/projects/p/jobs/j1/logs/stream?pageToken=zz",
@@ -841,4 +842,45 @@ async fn the_console_api_answers_who_is_asking_and_refuses_bad_parameters() {
     let (code, v) = a.call("GET", "/v1/projects/p/jobs/j1/metrics", None).await;
     assert_eq!(code, StatusCode::OK, "{v}");
     assert_eq!(v["series"], json!([]));
+}
+
+#[tokio::test]
+async fn log_streams_are_capped_and_a_closed_one_frees_its_place() {
+    let a = new_app(false).await;
+    let job =
+        json!({"jobId": "q1", "trainingInput": {"masterConfig": {"containerCommand": ["true"]}}});
+    let (code, v) = a.call("POST", "/v1/projects/p/jobs", Some(job)).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let open = || {
+        let req = Request::builder()
+            .uri("/v1/projects/p/jobs/q1/logs/stream")
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        a.router.clone().oneshot(req)
+    };
+    // The job stays QUEUED (no scheduler here), so every stream stays open while held.
+    let mut held = Vec::new();
+    for _ in 0..mle_server::MAX_STREAMS {
+        let r = open().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        held.push(r);
+    }
+    let r = open().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A client that goes away gives its place back (once its stream notices).
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = open().await.unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -106,7 +106,7 @@ export function objective(container, trials, goal) {
   const w = Math.max(240, (container.clientWidth || 600) - 8);
   return new uPlot({
     width: w, height: 220, scales: { x: { time: false } },
-    axes: [{ label: 'trial' }, { label: 'objective', size: 60 }],
+    axes: [{ label: 'trial', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { label: 'objective', size: 60 }],
     series: [{ label: 'trial' },
       { label: 'objective', stroke: COLORS[0], width: 0, points: { show: true, size: 7, fill: COLORS[0] } },
       { label: 'best so far', stroke: COLORS[1], width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } }],

@@ -133,7 +133,9 @@ export function modelPage({ project, params, can, main }, model) {
         shown = key;
         fill(tries, ready.map((v) => h('section', { class: 'card' }, tryIt(path, v))));
       }
-      if (versions.some((v) => v.state === 'CREATING' || v.state === 'DELETING')) timer = setTimeout(load, REFRESH_MS);
+      const busy = versions.some((v) => v.state === 'CREATING' || v.state === 'DELETING');
+      if (busy) timer = setTimeout(load, REFRESH_MS);
+      else if (!out.classList.contains('error')) out.textContent = '';
     } catch (e) { if (!dead) showError(out, e); }
   }
   load();

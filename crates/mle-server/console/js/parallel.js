@@ -7,7 +7,7 @@ import { h, fill, num } from './dom.js';
 
 const W = 900;
 const H = 320;
-const PAD = { top: 28, bottom: 34, left: 48, right: 48 };
+const PAD = { top: 28, bottom: 34, left: 80, right: 80 };
 
 /** A colour from low (0) to high (1) objective: blue → teal → yellow. */
 export function color(t) {

@@ -48,7 +48,7 @@ export function trialsSection(container, { spec, onPick }) {
     h('div', { class: 'filters' }, stateSel, text),
     h('div', { class: 'scroll' }, table),
     h('h3', {}, 'Parallel coordinates'), axesEl, plotEl,
-    h('h3', {}, 'Objective per trial'), objEl);
+    objEl);
   container.setAttribute('aria-labelledby', 'h-trials');
   stateSel.addEventListener('change', drawTable);
   text.addEventListener('input', drawTable);

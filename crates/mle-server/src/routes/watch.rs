@@ -55,9 +55,11 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// `trial`: a trial id (digits), if given.
 pub(crate) fn trial_param(q: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
-    match q.get("trial").filter(|t| !t.is_empty()) {
+    match q.get("trial") {
         None => Ok(None),
-        Some(t) if t.len() <= 10 && t.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(t.clone())),
+        Some(t) if (1..=10).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Some(t.clone()))
+        }
         Some(_) => Err(invalid("trial", "must be a trial id (digits)")),
     }
 }
