@@ -2,7 +2,8 @@
 // server and the jobs): Debian's chromium driven by playwright-core, with node's test runner.
 // Environment: MLE_URL, MLE_TOKEN (server admin), MLE_VIEWER_TOKEN (viewer of `default`),
 // MLE_TRAIN_JOB + MLE_EVALS (a finished job and its evaluation count), MLE_TUNE_JOB (a finished
-// tuning job), MLE_PROFILES (where fresh profiles go), MLE_SHOTS (save screenshots there).
+// tuning job), MLE_EXAMPLES (examples/), MLE_WORK (a scratch dir), MLE_PROFILES (where fresh
+// profiles go), MLE_SHOTS (save screenshots there).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,8 @@ const TRAIN = process.env.MLE_TRAIN_JOB;
 const EVALS = Number(process.env.MLE_EVALS);
 const TUNE = process.env.MLE_TUNE_JOB;
 const SHOTS = process.env.MLE_SHOTS || '';
+const EXAMPLES = process.env.MLE_EXAMPLES;
+const WORK = process.env.MLE_WORK;
 const PROJECT = 'default';
 const XSS = '<img src=x onerror=alert(1)>';
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -145,6 +148,13 @@ test("a job's page draws its loss and eval curves with one point per evaluation"
   await page.selectOption('#log-severity', '3');
   assert.equal(await page.$$eval('#log-lines li[data-severity="INFO"]', (l) => l.length), 0);
   await page.selectOption('#log-severity', '0');
+  // The download is the whole log as JSON lines.
+  const shown = await page.$$eval('#log-lines li', (l) => l.length);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('button:has-text("Download")')]);
+  const { readFileSync } = await import('node:fs');
+  const lines = readFileSync(await download.path(), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, shown);
+  assert.equal(lines.filter((l) => /eval_loss/.test(l.message)).length, EVALS);
   await shot(page, 'job');
   await page.close();
 });
@@ -164,6 +174,12 @@ test("a tuning job's page: trials sorted by metric, one line per trial, a trial'
   const bestId = await page.getAttribute('#trials-table tbody tr.best', 'data-trial');
   const want = scored.reduce((a, b) => (b.finalMetric.objectiveValue > a.finalMetric.objectiveValue ? b : a));
   assert.equal(Number(job.trainingOutput.trials.find((t) => t.trialId === bestId).finalMetric.objectiveValue), want.finalMetric.objectiveValue);
+  // The text filter keeps the matching trials only.
+  const oneValue = job.trainingOutput.trials[0].hyperparameters['first-layer-size'];
+  await page.fill('#trial-filter', oneValue);
+  const kept = await page.$$eval('#trials-table tbody tr', (r) => r.map((x) => x.dataset.trial));
+  assert.ok(kept.includes(job.trainingOutput.trials[0].trialId) && kept.length < trials.length, String(kept));
+  await page.fill('#trial-filter', '');
   await page.click('#trials-table th button[data-key="metric"]');
   const asc = await metrics();
   assert.deepEqual(asc, [...desc].reverse(), 'a click sorts the other way');
@@ -290,6 +306,43 @@ test('a viewer sees no submit, cancel or delete buttons, and the API refuses it'
   await admin.click('button:has-text("Cancel job")');
   await admin.waitForSelector('#job-state:text-matches("CANCELL(ING|ED)")', { timeout: 30000 });
   await admin.close();
+  await page.close();
+});
+
+test("a running job's curves update live and keep the user's zoom", async () => {
+  const id = `zoom_${Date.now()}`;
+  const [code, body] = await call(ADMIN, 'POST', `/v1/projects/${PROJECT}/jobs`, { jobId: id, trainingInput: {
+    masterConfig: { containerCommand: ['mle', 'train'] }, jobDir: join(WORK, id),
+    args: ['--model', join(EXAMPLES, 'abalone/model.yaml'), '--train-files', join(EXAMPLES, 'abalone/data/abalone_train.csv'),
+      '--eval-files', join(EXAMPLES, 'abalone/data/abalone_test.csv'), '--train-steps', '5000000', '--train-batch-size', '32',
+      '--eval-every-steps', '40000', '--no-progress'] } });
+  assert.equal(code, 200, JSON.stringify(body));
+  const page = await tab();
+  await signIn(page, ADMIN);
+  await page.goto(jobUrl(id));
+  const fig = 'figure.chart[data-tag="rmse"]';
+  const evals = async () => JSON.parse((await page.getAttribute(fig, 'data-points')) || '{}').eval || 0;
+  await page.waitForFunction((f) => { const e = document.querySelector(f); return e && JSON.parse(e.dataset.points || '{}').eval >= 2; }, fig, { timeout: 120000 });
+  // Drag across the middle of the plot: a zoom.
+  const box = await page.locator(`${fig} .u-over`).boundingBox();
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.6, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  assert.equal(await page.getAttribute(fig, 'data-zoomed'), 'true');
+  const zoomed = await page.getAttribute(fig, 'data-xrange');
+  const before = await evals();
+  // New evaluations arrive and are drawn, and the range stays the user's.
+  await page.waitForFunction(([f, n]) => JSON.parse(document.querySelector(f).dataset.points).eval > n, [fig, before], { timeout: 120000 });
+  assert.equal(await page.getAttribute(fig, 'data-xrange'), zoomed);
+  // A double click gives the whole curve back, and the next update keeps following it.
+  await page.dblclick(`${fig} .u-over`);
+  assert.equal(await page.getAttribute(fig, 'data-zoomed'), 'false');
+  const after = await evals();
+  await page.waitForFunction(([f, n]) => JSON.parse(document.querySelector(f).dataset.points).eval > n, [fig, after], { timeout: 120000 });
+  const [, max] = (await page.getAttribute(fig, 'data-xrange')).split(',').map(Number);
+  assert.ok(max > Number(zoomed.split(',')[1]), `${max} vs ${zoomed}`);
+  await call(ADMIN, 'POST', `/v1/projects/${PROJECT}/jobs/${id}:cancel`, {});
   await page.close();
 });
 

@@ -149,11 +149,13 @@ fn the_console_works_in_a_real_chromium() {
         .env("MLE_TUNE_JOB", "iris_hp")
         .env("MLE_SHOTS", &shots)
         .env("MLE_PROFILES", tmp.path().join("chromium"))
+        .env("MLE_EXAMPLES", &ex)
+        .env("MLE_WORK", tmp.path())
         .output()
         .unwrap();
     let text = format!("{}\n{}", stdout(&out), stderr(&out));
     println!("{text}");
     assert!(out.status.success(), "the browser tests failed:\n{text}");
     // Every scenario ran (a test runner that found nothing must not pass).
-    assert!(text.contains("pass 9"), "{text}");
+    assert!(text.contains("pass 10"), "{text}");
 }

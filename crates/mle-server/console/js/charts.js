@@ -56,10 +56,16 @@ export function curves(container, { empty = 'No event files under the job dir ye
       axes: [{ label: 'step' }, { label: tag, size: 60 }],
       series: [{ label: 'step' }, ...runs.map((r, i) => ({ label: r.run, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: r.steps.length <= 60 } }))],
       cursor: { drag: { x: true, y: false, setScale: true } },
-      hooks: { setSelect: [(u) => { if (u.select.width > 0) c.zoomed = true; }] },
+      hooks: {
+        setSelect: [(u) => { if (u.select.width > 0) { c.zoomed = true; figure.dataset.zoomed = 'true'; } }],
+        setScale: [(u, key) => { if (key === 'x') figure.dataset.xrange = `${u.scales.x.min},${u.scales.x.max}`; }],
+      },
     };
     c.u = new uPlot(opts, aligned(runs), plot);
-    plot.addEventListener('dblclick', () => { c.zoomed = false; });
+    plot.addEventListener('dblclick', () => {
+      c.zoomed = false;
+      figure.dataset.zoomed = 'false';
+    });
     return c;
   }
 
@@ -76,6 +82,7 @@ export function curves(container, { empty = 'No event files under the job dir ye
         if (!c) { c = make(tag, runs); charts.set(tag, c); } else { c.u.setData(aligned(runs), !c.zoomed); }
         c.figure.dataset.points = JSON.stringify(Object.fromEntries(runs.map((r) => [r.run, r.steps.length])));
         c.figure.dataset.zoomed = String(c.zoomed);
+        c.figure.dataset.xrange = `${c.u.scales.x.min},${c.u.scales.x.max}`;
       }
       for (const [tag, c] of charts) {
         if (!tags.has(tag)) { c.u.destroy(); c.figure.remove(); charts.delete(tag); }
