@@ -223,6 +223,7 @@ pub async fn run(
         );
     }
     println!("mle server listening on {scheme}://{addr}");
+    eprintln!("the console: {scheme}://{addr}/console/");
     if let Some(n) = files {
         eprintln!(
             "at most {} connections (open files limit {n}); headers within {} s, requests within {} s",
