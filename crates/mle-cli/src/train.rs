@@ -113,6 +113,11 @@ pub struct TrainArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// What computes the model: `native` (fused CPU loops, the default) or `burn` (burn's
+    /// tensors and autodiff, kept for comparison). Both give the same numerics (within
+    /// float rounding) and the same checkpoints and exports.
+    #[arg(long, value_enum, default_value = "native")]
+    engine: EngineArg,
     /// Data-parallel strategy when TF_CONFIG describes a cluster: parameter servers when the
     /// cluster has `ps` replicas, else ring all-reduce among the chief/master and workers.
     #[arg(long, value_enum, default_value = "auto")]
@@ -124,6 +129,15 @@ pub struct TrainArgs {
     /// Log level of the seed trainers (accepted for compatibility).
     #[arg(long, hide = true)]
     verbosity: Option<String>,
+}
+
+/// `--engine`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// Fused loops over buffers kept between steps.
+    Native,
+    /// burn's tensors and autodiff.
+    Burn,
 }
 
 /// How replicas combine gradients.
@@ -295,6 +309,10 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         eval,
         overrides,
         export_name: a.export_name,
+        engine: match a.engine {
+            EngineArg::Native => mle_nn::Engine::Native,
+            EngineArg::Burn => mle_nn::Engine::Burn,
+        },
         cfg,
     };
     let opts = mle_dist::Options::from_env();

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use crate::sequential::{Layer, Sequential};
+use crate::net::Layer;
+use crate::sequential::Sequential;
 use crate::spec::{Activation, Initializer, LayerSpec, Loss};
 use crate::tensorfile::{TensorFile, write_atomic};
 use crate::{Model, NnError, Task};

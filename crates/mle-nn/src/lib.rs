@@ -2,8 +2,10 @@
 //! losses, optimizers, metrics, and the export bundle (`mle_model.json`, `weights.safetensors`,
 //! `model.onnx`).
 //!
-//! Parameters live in one flat `f32` vector described by a [`ParamLayout`]; a [`Model`] turns
-//! them into burn tensors for the forward pass and returns gradients in the same layout. That
+//! Parameters live in one flat `f32` vector described by a [`ParamLayout`]; a [`Model`] reads
+//! them for the forward pass and returns gradients in the same layout. A [`Sequential`] runs
+//! on the native CPU engine by default (fused loops over buffers kept between steps) or on
+//! burn (tensors and autodiff: [`Engine`]). That
 //! keeps [`Optimizer`], checkpoints and (later) gradient exchange between replicas independent
 //! of the layer structure.
 //!
@@ -28,6 +30,8 @@ pub mod init;
 mod layout;
 pub mod metrics;
 mod model;
+mod native;
+mod net;
 pub mod onnx;
 mod optim;
 pub mod params;
@@ -39,8 +43,9 @@ pub mod tensorfile;
 pub use burn;
 pub use layout::{ParamInfo, ParamLayout};
 pub use model::{Batch, Model, Task};
+pub use net::{Engine, Layer, MovingStats};
 pub use optim::Optimizer;
-pub use sequential::{Layer, MovingStats, Sequential, SequentialBuilder, activate};
+pub use sequential::{Sequential, SequentialBuilder, activate};
 pub use spec::{
     Activation, Initializer, LayerSpec, Loss, Metric, ModelSpec, OptimizerKind, OptimizerSpec,
     Overrides,

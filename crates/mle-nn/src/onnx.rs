@@ -4,7 +4,8 @@
 
 use prost::Message;
 
-use crate::sequential::{Layer, Sequential};
+use crate::net::Layer;
+use crate::sequential::Sequential;
 use crate::spec::Activation;
 use crate::{Model, NnError};
 

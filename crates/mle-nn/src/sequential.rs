@@ -1,64 +1,16 @@
 //! [`Sequential`]: a Keras-like layer stack resolved from a [`ModelSpec`] (or built in Rust),
-//! run on burn with autodiff.
+//! trained and evaluated by its [`Engine`]: the native engine (`crate::native`, the default) or
+//! burn with autodiff (this file's forward pass and losses).
 
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::model::{Batch, Model, Task};
+use crate::native::{self, Workspace};
+use crate::net::{Engine, Layer, MovingStats, Net};
 use crate::spec::{Activation, Initializer, LayerSpec, Loss, ModelSpec};
 use crate::{NnError, ParamLayout, init};
-
-/// A resolved layer with concrete widths and the indices of its parameters in the layout.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Layer {
-    /// `act(x · kernel + bias)`.
-    Dense {
-        /// Input width.
-        inputs: usize,
-        /// Output width.
-        units: usize,
-        /// Activation.
-        activation: Activation,
-        /// Kernel initializer.
-        init: Initializer,
-        /// Layout index of the `[inputs, units]` kernel.
-        kernel: usize,
-        /// Layout index of the `[1, units]` bias, if any.
-        bias: Option<usize>,
-    },
-    /// Inverted dropout.
-    Dropout {
-        /// Drop probability.
-        rate: f32,
-    },
-    /// Batch normalisation with moving statistics.
-    BatchNorm {
-        /// Feature count.
-        features: usize,
-        /// Moving-average momentum.
-        momentum: f32,
-        /// Variance epsilon.
-        epsilon: f32,
-        /// Layout index of the `[1, features]` scale.
-        gamma: usize,
-        /// Layout index of the `[1, features]` offset.
-        beta: usize,
-        /// Index into the model's moving statistics.
-        stats: usize,
-    },
-}
-
-/// Moving mean and variance of one batch-norm layer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MovingStats {
-    /// Buffer name prefix, e.g. `batch_normalization_1`.
-    pub name: String,
-    /// Moving mean.
-    pub mean: Vec<f32>,
-    /// Moving variance.
-    pub var: Vec<f32>,
-}
 
 /// A sequential model: layers, loss and task, with parameters kept outside (see [`Model`]).
 #[derive(Debug, Clone)]
@@ -77,6 +29,8 @@ pub struct Sequential {
     pub stats: Vec<MovingStats>,
     device: Device,
     train_device: Device,
+    engine: Engine,
+    workspace: Workspace,
 }
 
 /// Incremental construction of a [`Sequential`] in Rust.
@@ -328,7 +282,30 @@ impl Sequential {
             stats,
             train_device: device.clone().autodiff(),
             device,
+            engine: Engine::default(),
+            workspace: Workspace::default(),
         })
+    }
+
+    /// Trains and evaluates on `engine` from now on (the native engine by default).
+    pub fn set_engine(&mut self, engine: Engine) {
+        self.engine = engine;
+    }
+
+    /// The engine it runs on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The view the native engine works on.
+    fn net(&self) -> Net<'_> {
+        Net {
+            name: &self.name,
+            layers: &self.layers,
+            loss: self.loss,
+            layout: &self.layout,
+            inputs: self.inputs,
+        }
     }
 
     fn tensors(&self, params: &[f32], device: &Device, grad: bool) -> Vec<Tensor<2>> {
@@ -415,10 +392,7 @@ impl Sequential {
     }
 
     fn last_activation(&self) -> Activation {
-        match self.layers.last() {
-            Some(Layer::Dense { activation, .. }) => *activation,
-            _ => unreachable!("validated in Sequential::new"),
-        }
+        self.net().last_activation()
     }
 
     /// Turns pre-activation outputs into predictions.
@@ -504,6 +478,9 @@ impl Sequential {
         batch: Batch<'_>,
         with_loss: bool,
     ) -> Result<(f32, Vec<f32>), NnError> {
+        if self.engine == Engine::Native {
+            return native::evaluate(&self.net(), &self.stats, params, batch, with_loss);
+        }
         self.check_params(params)?;
         if batch.rows == 0 {
             return Ok((0.0, Vec::new()));
@@ -611,13 +588,31 @@ impl Model for Sequential {
         step: u64,
         grads: &mut [f32],
     ) -> Result<f32, NnError> {
+        if self.engine == Engine::Native {
+            let net = Net {
+                name: &self.name,
+                layers: &self.layers,
+                loss: self.loss,
+                layout: &self.layout,
+                inputs: self.inputs,
+            };
+            return native::loss_and_grad(
+                &net,
+                &mut self.stats,
+                &mut self.workspace,
+                params,
+                batch,
+                step,
+                grads,
+            );
+        }
         self.check_params(params)?;
         let device = self.train_device.clone();
         let p = self.tensors(params, &device, true);
         let x = self.input(&batch, &device)?;
         let y = self.targets(batch.y, &device);
         let mut ctx = TrainCtx {
-            rng: ChaCha8Rng::seed_from_u64(step ^ 0xD1B5_4A32_D192_ED03),
+            rng: native::dropout_rng(step),
             batch_stats: Vec::new(),
         };
         let logits = self.forward(&p, x, Some(&mut ctx));

@@ -1,8 +1,9 @@
 //! Numerics checked against independent references: central finite differences for the
-//! gradients of every layer, activation and loss, and the closed-form least-squares solution.
+//! gradients of every layer, activation and loss (on both engines), and the closed-form
+//! least-squares solution.
 
 use mle_nn::{
-    Activation, Batch, Initializer, LayerSpec, Loss, Model, Optimizer, OptimizerKind,
+    Activation, Batch, Engine, Initializer, LayerSpec, Loss, Model, Optimizer, OptimizerKind,
     OptimizerSpec, Sequential, Task,
 };
 use rand::{Rng, SeedableRng};
@@ -17,9 +18,22 @@ fn dense(units: usize, activation: Activation) -> LayerSpec {
     }
 }
 
-/// Compares autodiff gradients with central differences; the relative error of the whole
+/// Compares each engine's gradients with central differences; the relative error of the whole
 /// gradient vector must stay under `tol`.
-fn check_gradients(mut model: Sequential, rows: usize, labels: impl Fn(usize) -> f32, tol: f64) {
+fn check_gradients(model: Sequential, rows: usize, labels: impl Fn(usize) -> f32, tol: f64) {
+    for engine in Engine::ALL {
+        let mut m = model.clone();
+        m.set_engine(engine);
+        check_engine_gradients(m, rows, &labels, tol);
+    }
+}
+
+fn check_engine_gradients(
+    mut model: Sequential,
+    rows: usize,
+    labels: impl Fn(usize) -> f32,
+    tol: f64,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let w = model.input_width();
     let x: Vec<f32> = (0..rows * w).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -53,8 +67,9 @@ fn check_gradients(mut model: Sequential, rows: usize, labels: impl Fn(usize) ->
     let rel = diff.sqrt() / norm.sqrt().max(1e-6);
     assert!(
         rel < tol,
-        "{}: relative gradient error {rel:.2e} (|g| = {:.3e})",
+        "{} on {}: relative gradient error {rel:.2e} (|g| = {:.3e})",
         model.name,
+        model.engine().name(),
         norm.sqrt()
     );
 }
@@ -277,6 +292,12 @@ fn linear_regression_converges_to_the_least_squares_solution() {
 
 #[test]
 fn batch_norm_moving_statistics_follow_keras() {
+    for engine in Engine::ALL {
+        batch_norm_moving_statistics_on(engine);
+    }
+}
+
+fn batch_norm_moving_statistics_on(engine: Engine) {
     let layers = [
         LayerSpec::BatchNormalization {
             momentum: 0.5,
@@ -285,6 +306,7 @@ fn batch_norm_moving_statistics_follow_keras() {
         dense(1, Activation::Linear),
     ];
     let mut m = regression("bn", &layers, Loss::Mse);
+    m.set_engine(engine);
     let p = m.init_params(0);
     let mut g = vec![0.0; p.len()];
     let x = [1.0f32, 2.0, 3.0, 3.0, 4.0, 9.0];

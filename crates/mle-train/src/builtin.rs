@@ -69,6 +69,8 @@ pub struct BuiltinArgs {
     pub overrides: Overrides,
     /// Export directory name (default: the spec's name).
     pub export_name: Option<String>,
+    /// What computes the model.
+    pub engine: mle_nn::Engine,
     /// Loop settings; optimizer and metrics are taken from the spec.
     pub cfg: TrainConfig,
 }
@@ -162,7 +164,8 @@ pub fn run(args: BuiltinArgs, exchange: &MakeExchange<'_>) -> Result<Outcome, Tr
         eval,
         normalization,
     } = prepare(&args)?;
-    let model = Sequential::from_spec(&spec)?;
+    let mut model = Sequential::from_spec(&spec)?;
+    model.set_engine(args.engine);
     let exchange = exchange(mle_nn::Model::layout(&model).total())?;
     let mut cfg = args.cfg;
     cfg.optimizer = spec.optimizer;
@@ -201,6 +204,7 @@ pub fn run(args: BuiltinArgs, exchange: &MakeExchange<'_>) -> Result<Outcome, Tr
 pub fn evaluate_checkpoints(args: BuiltinArgs, max_steps: u64) -> Result<(), TrainError> {
     let Prepared { spec, eval, .. } = prepare(&args)?;
     let mut model = Sequential::from_spec(&spec)?;
+    model.set_engine(args.engine);
     let job_dir = args
         .cfg
         .job_dir
