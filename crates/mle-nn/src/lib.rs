@@ -25,6 +25,7 @@
 //! # Ok::<(), mle_nn::NnError>(())
 //! ```
 
+mod dense;
 pub mod export;
 pub mod init;
 mod layout;

@@ -1,8 +1,8 @@
 //! The native CPU engine of [`crate::Sequential`]: forward, backward and evaluation as fused loops
 //! over buffers kept between steps, on the flat parameter vector (the [`crate::ParamLayout`]
 //! is unchanged, so checkpoints, exchange between replicas and exports do not know which
-//! engine ran). Safe code only: the inner loops run over contiguous slices (`chunks_exact`,
-//! zipped iterators) that the compiler vectorises without bounds checks.
+//! engine ran). Safe code only: the dense products are `crate::dense`'s, the element-wise
+//! loops run over contiguous slices that the compiler vectorises without bounds checks.
 //!
 //! The numerics are the burn path's: the same layers, the last dense layer's pre-activation
 //! output ("logits") fed to the cross-entropies in their log-sum-exp forms, mean losses,
@@ -13,10 +13,10 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::NnError;
 use crate::model::Batch;
 use crate::net::{Layer, MovingStats, Net};
 use crate::spec::{Activation, Loss};
+use crate::{NnError, dense};
 
 /// The seed of a step's dropout masks (shared with the burn path).
 pub(crate) fn dropout_rng(step: u64) -> ChaCha8Rng {
@@ -56,57 +56,6 @@ impl Workspace {
         if self.saved.len() != net.layers.len() {
             self.saved = vec![Saved::default(); net.layers.len()];
             self.widths = net.widths();
-        }
-    }
-}
-
-/// `out = x · kernel (+ bias)`, `x` being `rows × inputs`, `kernel` `inputs × units`.
-fn dense_forward(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, units: usize, out: &mut [f32]) {
-    let inputs = kernel.len() / units;
-    for (row, o) in x.chunks_exact(inputs).zip(out.chunks_exact_mut(units)) {
-        match bias {
-            Some(b) => o.copy_from_slice(b),
-            None => o.fill(0.0),
-        }
-        for (xv, w) in row.iter().zip(kernel.chunks_exact(units)) {
-            for (oj, wj) in o.iter_mut().zip(w) {
-                *oj += xv * wj;
-            }
-        }
-    }
-}
-
-/// Gradients of a dense layer from `dz` (`rows × units`): adds `xᵀ·dz` into `d_kernel` and the
-/// column sums into `d_bias`, and writes `dz · kernelᵀ` into `d_x` when asked.
-fn dense_backward(
-    x: &[f32],
-    kernel: &[f32],
-    dz: &[f32],
-    units: usize,
-    d_kernel: &mut [f32],
-    d_bias: Option<&mut [f32]>,
-    d_x: Option<&mut [f32]>,
-) {
-    let inputs = kernel.len() / units;
-    for (row, g) in x.chunks_exact(inputs).zip(dz.chunks_exact(units)) {
-        for (xv, dk) in row.iter().zip(d_kernel.chunks_exact_mut(units)) {
-            for (d, gj) in dk.iter_mut().zip(g) {
-                *d += xv * gj;
-            }
-        }
-    }
-    if let Some(db) = d_bias {
-        for g in dz.chunks_exact(units) {
-            for (d, gj) in db.iter_mut().zip(g) {
-                *d += gj;
-            }
-        }
-    }
-    if let Some(dx) = d_x {
-        for (dxr, g) in dx.chunks_exact_mut(inputs).zip(dz.chunks_exact(units)) {
-            for (d, w) in dxr.iter_mut().zip(kernel.chunks_exact(units)) {
-                *d = g.iter().zip(w).map(|(a, b)| a * b).sum();
-            }
         }
     }
 }
@@ -278,8 +227,8 @@ fn sized(v: &mut Vec<f32>, n: usize) {
     v.resize(n, 0.0);
 }
 
-/// The forward pass of `x` (`rows` rows) into `ws`, each layer's output saved; `train` (with
-/// the step's dropout stream) selects training behaviour (dropout, batch statistics).
+/// The forward pass of `x` (`rows` rows) into `ws`, each layer's output saved; `train` (the
+/// step, which seeds dropout) selects training behaviour (dropout, batch statistics).
 fn forward(
     net: &Net<'_>,
     stats: &[MovingStats],
@@ -287,9 +236,11 @@ fn forward(
     x: &[f32],
     rows: usize,
     ws: &mut Workspace,
-    mut train: Option<&mut ChaCha8Rng>,
+    train: Option<u64>,
 ) {
     ws.prepare(net);
+    // The dropout stream costs a ChaCha key schedule: made at the first layer that drops.
+    let mut rng: Option<ChaCha8Rng> = None;
     let layout = net.layout.params();
     let last = net.layers.len() - 1;
     for (i, layer) in net.layers.iter().enumerate() {
@@ -308,7 +259,7 @@ fn forward(
             } => {
                 let k = &params[layout[kernel].range()];
                 let b = bias.map(|b| &params[layout[b].range()]);
-                dense_forward(input, k, b, units, &mut s.out);
+                dense::forward(input, k, b, units, &mut s.out);
                 // The last layer's output stays the logits.
                 if i != last {
                     if needs_z(activation) {
@@ -317,8 +268,9 @@ fn forward(
                     activate(activation, &mut s.out, units);
                 }
             }
-            Layer::Dropout { rate } => match train.as_deref_mut() {
-                Some(rng) if rate > 0.0 => {
+            Layer::Dropout { rate } => match train {
+                Some(step) if rate > 0.0 => {
+                    let rng = rng.get_or_insert_with(|| dropout_rng(step));
                     let keep = 1.0 - rate;
                     sized(&mut s.aux, rows * width);
                     for ((o, m), v) in s.out.iter_mut().zip(s.aux.iter_mut()).zip(input) {
@@ -447,8 +399,7 @@ pub(crate) fn loss_and_grad(
     if rows == 0 {
         return Ok(0.0);
     }
-    let mut rng = dropout_rng(step);
-    forward(net, stats, params, batch.x, rows, ws, Some(&mut rng));
+    forward(net, stats, params, batch.x, rows, ws, Some(step));
     let layout = net.layout.params();
     let last = net.layers.len() - 1;
     let out_w = ws.widths[last];
@@ -484,7 +435,7 @@ pub(crate) fn loss_and_grad(
                 }
                 let k = layout[kernel].range();
                 let (dk, db) = two_mut(grads, k.clone(), bias.map(|b| layout[b].range()));
-                dense_backward(
+                dense::backward(
                     input,
                     &params[k],
                     &ws.d_out,
