@@ -118,6 +118,12 @@ pub struct TrainArgs {
     /// float rounding) and the same checkpoints and exports.
     #[arg(long, value_enum, default_value = "native")]
     engine: EngineArg,
+    /// Where the model runs: `cpu`, or `cuda` (the first GPU, through burn's CUDA backend, on
+    /// an mle built with `--features cuda`). The server sets MLE_DEVICE=cuda for jobs whose
+    /// machine types have accelerators; from the environment, an mle without CUDA warns and
+    /// trains on the CPU.
+    #[arg(long, value_enum)]
+    device: Option<DeviceArg>,
     /// Data-parallel strategy when TF_CONFIG describes a cluster: parameter servers when the
     /// cluster has `ps` replicas, else ring all-reduce among the chief/master and workers.
     #[arg(long, value_enum, default_value = "auto")]
@@ -129,6 +135,37 @@ pub struct TrainArgs {
     /// Log level of the seed trainers (accepted for compatibility).
     #[arg(long, hide = true)]
     verbosity: Option<String>,
+}
+
+/// Whether to train on CUDA: `--device`, else `MLE_DEVICE` (which, unlike the flag, falls back
+/// to the CPU with a warning on an mle built without CUDA).
+fn wants_cuda(flag: Option<DeviceArg>) -> anyhow::Result<bool> {
+    match flag {
+        Some(DeviceArg::Cuda) if !mle_nn::Sequential::cuda_built() => anyhow::bail!(
+            "--device cuda: this mle was built without CUDA (cargo build --release --features cuda)"
+        ),
+        Some(d) => Ok(d == DeviceArg::Cuda),
+        None => match std::env::var("MLE_DEVICE").as_deref() {
+            Ok("cuda") if !mle_nn::Sequential::cuda_built() => {
+                eprintln!(
+                    "warning: MLE_DEVICE=cuda, but this mle was built without CUDA: training on the CPU"
+                );
+                Ok(false)
+            }
+            Ok("cuda") => Ok(true),
+            Ok("cpu") | Ok("") | Err(_) => Ok(false),
+            Ok(other) => anyhow::bail!("MLE_DEVICE must be cpu or cuda, not '{other}'"),
+        },
+    }
+}
+
+/// `--device`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// The CPU (the engine given by `--engine`).
+    Cpu,
+    /// The first CUDA GPU.
+    Cuda,
 }
 
 /// `--engine`.
@@ -313,6 +350,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
             EngineArg::Native => mle_nn::Engine::Native,
             EngineArg::Burn => mle_nn::Engine::Burn,
         },
+        cuda: wants_cuda(a.device)?,
         cfg,
     };
     let opts = mle_dist::Options::from_env();

@@ -297,6 +297,31 @@ impl Sequential {
         self.engine
     }
 
+    /// Trains and evaluates on the first CUDA GPU, through burn's CUDA backend (the burn
+    /// engine; the native engine is CPU only). An error when mle was built without the `cuda`
+    /// feature.
+    pub fn use_cuda(&mut self) -> Result<(), NnError> {
+        #[cfg(feature = "cuda")]
+        {
+            self.device = Device::cuda(0);
+            self.train_device = self.device.clone().autodiff();
+            self.engine = Engine::Burn;
+            Ok(())
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            Err(NnError::Spec(
+                "this mle was built without CUDA: rebuild with `cargo build --release --features cuda`"
+                    .into(),
+            ))
+        }
+    }
+
+    /// Whether mle was built with the `cuda` feature.
+    pub fn cuda_built() -> bool {
+        cfg!(feature = "cuda")
+    }
+
     /// The view the native engine works on.
     fn net(&self) -> Net<'_> {
         Net {

@@ -268,6 +268,10 @@ pub fn plan_training(
         trainer.cwd = Some(work);
     }
     env.push(("CLOUD_ML_JOB_ID".into(), job.job_id.clone()));
+    // Machine types with accelerators: the built-in trainer trains on the GPU.
+    if task_resources(t).gpus > 0 {
+        env.push(("MLE_DEVICE".into(), "cuda".into()));
+    }
     if let Some(tr) = trial {
         env.push(("CLOUD_ML_TRIAL_ID".into(), tr.id.clone()));
         env.push(("CLOUD_ML_HP_METRIC_TAG".into(), tr.tag.clone()));

@@ -71,6 +71,8 @@ pub struct BuiltinArgs {
     pub export_name: Option<String>,
     /// What computes the model.
     pub engine: mle_nn::Engine,
+    /// Train on the first CUDA GPU (burn's CUDA backend) instead.
+    pub cuda: bool,
     /// Loop settings; optimizer and metrics are taken from the spec.
     pub cfg: TrainConfig,
 }
@@ -166,6 +168,9 @@ pub fn run(args: BuiltinArgs, exchange: &MakeExchange<'_>) -> Result<Outcome, Tr
     } = prepare(&args)?;
     let mut model = Sequential::from_spec(&spec)?;
     model.set_engine(args.engine);
+    if args.cuda {
+        model.use_cuda()?;
+    }
     let exchange = exchange(mle_nn::Model::layout(&model).total())?;
     let mut cfg = args.cfg;
     cfg.optimizer = spec.optimizer;
