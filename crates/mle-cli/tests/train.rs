@@ -339,3 +339,74 @@ fn a_missing_spec_names_the_path() {
         stderr(&out)
     );
 }
+
+/// The last `eval_rmse N` an `mle train` run printed.
+fn final_rmse(out: &std::process::Output) -> f64 {
+    let text = stdout(out);
+    let at = text.rfind("eval_rmse ").unwrap_or_else(|| panic!("{text}")) + "eval_rmse ".len();
+    let v = text[at..].split_whitespace().next().unwrap();
+    v.parse().unwrap_or_else(|_| panic!("{text}"))
+}
+
+#[test]
+fn both_engines_train_the_tutorial_to_the_same_model_and_checkpoints_cross_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let native = run_expect(&mut abalone_train(&dir.path().join("n"), 3000, 32), 0);
+    let burn = run_expect(
+        abalone_train(&dir.path().join("b"), 3000, 32).args(["--engine", "burn"]),
+        0,
+    );
+    let (a, b) = (final_rmse(&native), final_rmse(&burn));
+    assert!((a - b).abs() <= 1e-4 * a, "native {a} vs burn {b}");
+    // A checkpoint written by one engine resumes on the other (the layout is the contract).
+    let out = run_expect(
+        abalone_train(&dir.path().join("n"), 4000, 32).args(["--engine", "burn"]),
+        0,
+    );
+    assert!(
+        stderr(&out).contains("resuming from checkpoint at step 3000"),
+        "{}",
+        stderr(&out)
+    );
+    let resumed = final_rmse(&out);
+    let straight = final_rmse(&run_expect(
+        &mut abalone_train(&dir.path().join("s"), 4000, 32),
+        0,
+    ));
+    assert!(
+        (resumed - straight).abs() <= 1e-4 * straight,
+        "{resumed} vs {straight}"
+    );
+}
+
+#[test]
+fn devices_and_engines_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = |args: &[&str], env: Option<&str>, want: &str| {
+        let mut c = abalone_train(dir.path(), 10, 32);
+        c.args(args);
+        if let Some(v) = env {
+            c.env("MLE_DEVICE", v);
+        }
+        let out = c.output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    };
+    bad(&["--engine", "tensorflow"], None, "native");
+    bad(&["--device", "tpu"], None, "cuda");
+    bad(&[], Some("tpu"), "MLE_DEVICE must be cpu or cuda");
+    if !cfg!(feature = "cuda") {
+        bad(&["--device", "cuda"], None, "built without CUDA");
+        // From the environment (the server's MLE_DEVICE for GPU machine types): a warning, and
+        // the job trains on the CPU.
+        let out = run_expect(
+            abalone_train(dir.path(), 10, 32).env("MLE_DEVICE", "cuda"),
+            0,
+        );
+        assert!(
+            stderr(&out).contains("training on the CPU"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
