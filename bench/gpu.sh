@@ -3,7 +3,8 @@
 # net and bench/wide.yaml (two 1024-wide layers) at batch 32, 1024 and 8192, training examples/s
 # of each (`mle train --device cuda` vs the default CPU engine), and their numerics checked
 # against each other: the test RMSE after one epoch from the same seed within 1e-4 (relative).
-# Builds mle with `--features cuda` into target/cuda. About 3–4 minutes.
+# Builds mle with `--features cuda` into target/cuda: that build downloads an LLVM bundle from
+# tracel's server (burn's CUDA backend needs it), so the machine needs internet access.
 #   ./bench/gpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
