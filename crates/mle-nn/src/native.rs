@@ -334,28 +334,6 @@ fn forward(
     }
 }
 
-fn check(net: &Net<'_>, params: &[f32], batch: &Batch<'_>) -> Result<(), NnError> {
-    if params.len() != net.layout.total() {
-        return Err(NnError::Shape(format!(
-            "model '{}' has {} parameters, got {}",
-            net.name,
-            net.layout.total(),
-            params.len()
-        )));
-    }
-    if batch.x.len() != batch.rows * net.inputs || batch.y.len() != batch.rows {
-        return Err(NnError::Shape(format!(
-            "batch of {} rows needs {} features and {} labels, got {} and {}",
-            batch.rows,
-            batch.rows * net.inputs,
-            batch.rows,
-            batch.x.len(),
-            batch.y.len()
-        )));
-    }
-    Ok(())
-}
-
 /// Two disjoint ranges of `grads` as mutable slices (the second may be absent).
 fn two_mut(
     grads: &mut [f32],
@@ -386,7 +364,7 @@ pub(crate) fn loss_and_grad(
     step: u64,
     grads: &mut [f32],
 ) -> Result<f32, NnError> {
-    check(net, params, &batch)?;
+    net.check(params, &batch)?;
     if grads.len() != params.len() {
         return Err(NnError::Shape(format!(
             "{} gradients for {} parameters",
@@ -538,7 +516,7 @@ pub(crate) fn evaluate(
     batch: Batch<'_>,
     with_loss: bool,
 ) -> Result<(f32, Vec<f32>), NnError> {
-    check(net, params, &batch)?;
+    net.check(params, &batch)?;
     if batch.rows == 0 {
         return Ok((0.0, Vec::new()));
     }

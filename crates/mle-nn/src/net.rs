@@ -2,8 +2,9 @@
 //! their parameters in the layout, the batch-norm moving statistics, the [`Engine`] choice,
 //! and [`Net`], the borrowed view of a [`crate::Sequential`] that the native engine works on.
 
-use crate::ParamLayout;
+use crate::model::Batch;
 use crate::spec::{Activation, Initializer, Loss};
+use crate::{NnError, ParamLayout};
 
 /// A resolved layer with concrete widths and the indices of its parameters in the layout.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +107,29 @@ impl Net<'_> {
             Some(Layer::Dense { activation, .. }) => *activation,
             _ => Activation::Linear,
         }
+    }
+
+    /// `params` must fill the layout and `batch` be as wide as the input (both engines' rule).
+    pub fn check(&self, params: &[f32], batch: &Batch<'_>) -> Result<(), NnError> {
+        if params.len() != self.layout.total() {
+            return Err(NnError::Shape(format!(
+                "model '{}' has {} parameters, got {}",
+                self.name,
+                self.layout.total(),
+                params.len()
+            )));
+        }
+        if batch.x.len() != batch.rows * self.inputs || batch.y.len() != batch.rows {
+            return Err(NnError::Shape(format!(
+                "batch of {} rows needs {} features and {} labels, got {} and {}",
+                batch.rows,
+                batch.rows * self.inputs,
+                batch.rows,
+                batch.x.len(),
+                batch.y.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Each layer's output width.

@@ -473,21 +473,11 @@ impl Sequential {
         }
     }
 
-    fn input(&self, batch: &Batch<'_>, device: &Device) -> Result<Tensor<2>, NnError> {
-        if batch.x.len() != batch.rows * self.inputs || batch.y.len() != batch.rows {
-            return Err(NnError::Shape(format!(
-                "batch of {} rows needs {} features and {} labels, got {} and {}",
-                batch.rows,
-                batch.rows * self.inputs,
-                batch.rows,
-                batch.x.len(),
-                batch.y.len()
-            )));
-        }
-        Ok(Tensor::from_data(
+    fn input(&self, batch: &Batch<'_>, device: &Device) -> Tensor<2> {
+        Tensor::from_data(
             TensorData::new(batch.x.to_vec(), [batch.rows, self.inputs]),
             device,
-        ))
+        )
     }
 
     /// Predictions (`rows × outputs`) for unlabelled rows.
@@ -506,12 +496,12 @@ impl Sequential {
         if self.engine == Engine::Native {
             return native::evaluate(&self.net(), &self.stats, params, batch, with_loss);
         }
-        self.check_params(params)?;
+        self.net().check(params, &batch)?;
         if batch.rows == 0 {
             return Ok((0.0, Vec::new()));
         }
         let p = self.tensors(params, &self.device, false);
-        let x = self.input(&batch, &self.device)?;
+        let x = self.input(&batch, &self.device);
         let logits = self.forward(&p, x, None);
         let loss = if with_loss {
             let y = self.targets(batch.y, &self.device);
@@ -525,18 +515,6 @@ impl Sequential {
             .try_to_vec::<f32>()
             .map_err(|e| NnError::Shape(format!("{e:?}")))?;
         Ok((loss, out))
-    }
-
-    fn check_params(&self, params: &[f32]) -> Result<(), NnError> {
-        if params.len() != self.layout.total() {
-            return Err(NnError::Shape(format!(
-                "model '{}' has {} parameters, got {}",
-                self.name,
-                self.layout.total(),
-                params.len()
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -631,10 +609,10 @@ impl Model for Sequential {
                 grads,
             );
         }
-        self.check_params(params)?;
+        self.net().check(params, &batch)?;
         let device = self.train_device.clone();
         let p = self.tensors(params, &device, true);
-        let x = self.input(&batch, &device)?;
+        let x = self.input(&batch, &device);
         let y = self.targets(batch.y, &device);
         let mut ctx = TrainCtx {
             rng: native::dropout_rng(step),
