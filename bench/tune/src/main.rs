@@ -60,6 +60,59 @@ fn rosenbrock(x: &[f64]) -> f64 {
         .sum()
 }
 
+/// `mle-bench-tune latency`: the time of one proposal with 100 and 1,000 completed trials (and
+/// 0 or 4 pending, as a study with parallel trials has), median of 5, on `p`.
+fn latency(p: &Problem) {
+    let space = Space {
+        params: p
+            .bounds
+            .iter()
+            .enumerate()
+            .map(|(i, &(min, max))| Param {
+                name: format!("x{i}"),
+                domain: Domain::Double {
+                    min,
+                    max,
+                    scale: Scale::Linear,
+                },
+            })
+            .collect(),
+    };
+    let tuner = Tuner {
+        space,
+        goal: Goal::Minimize,
+        algorithm: Algorithm::Bayesian,
+        seed: 1,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut point = || -> (Point, f64) {
+        let x: Vec<f64> = p
+            .bounds
+            .iter()
+            .map(|&(a, b)| rng.random_range(a..b))
+            .collect();
+        (x.iter().map(|v| Value::Number(*v)).collect(), (p.f)(&x))
+    };
+    for completed in [100, 1000] {
+        for pending in [0, 4] {
+            let hist: Vec<(Point, f64)> = (0..completed).map(|_| point()).collect();
+            let wait: Vec<Point> = (0..pending).map(|_| point().0).collect();
+            let mut ms: Vec<f64> = (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    tuner.propose(&hist, &wait, 1).expect("continuous space");
+                    t.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            println!(
+                "{{\"problem\": \"{}\", \"completed\": {completed}, \"pending\": {pending}, \"propose_ms\": {:.1}}}",
+                p.name, ms[2]
+            );
+        }
+    }
+}
+
 fn main() {
     let problems = vec![
         Problem {
@@ -91,6 +144,9 @@ fn main() {
             optimum: 0.397_887,
         },
     ];
+    if std::env::args().nth(1).as_deref() == Some("latency") {
+        return latency(&problems[1]);
+    }
     let seeds: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
