@@ -60,10 +60,9 @@ fn rosenbrock(x: &[f64]) -> f64 {
         .sum()
 }
 
-/// `mle-bench-tune latency`: the time of one proposal with 100 and 1,000 completed trials (and
-/// 0 or 4 pending, as a study with parallel trials has), median of 5, on `p`.
-fn latency(p: &Problem) {
-    let space = Space {
+/// A problem's box as a tuning space of DOUBLE parameters `x0`, `x1`, ...
+fn space_of(p: &Problem) -> Space {
+    Space {
         params: p
             .bounds
             .iter()
@@ -77,9 +76,14 @@ fn latency(p: &Problem) {
                 },
             })
             .collect(),
-    };
+    }
+}
+
+/// `mle-bench-tune latency`: the time of one proposal with 100 and 1,000 completed trials (and
+/// 0 or 4 pending, as a study with parallel trials has), median of 5, on `p`.
+fn latency(p: &Problem) {
     let tuner = Tuner {
-        space,
+        space: space_of(p),
         goal: Goal::Minimize,
         algorithm: Algorithm::Bayesian,
         seed: 1,
@@ -152,21 +156,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     for p in &problems {
-        let space = Space {
-            params: p
-                .bounds
-                .iter()
-                .enumerate()
-                .map(|(i, &(min, max))| Param {
-                    name: format!("x{i}"),
-                    domain: Domain::Double {
-                        min,
-                        max,
-                        scale: Scale::Linear,
-                    },
-                })
-                .collect(),
-        };
+        let space = space_of(p);
         for (alg, name) in [
             (Algorithm::Bayesian, "mle_bo"),
             (Algorithm::Random, "mle_random"),
