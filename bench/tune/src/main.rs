@@ -60,6 +60,16 @@ fn rosenbrock(x: &[f64]) -> f64 {
         .sum()
 }
 
+/// A uniformly random point of `p`'s box and its value: a completed trial.
+fn random_trial(p: &Problem, rng: &mut ChaCha8Rng) -> (Point, f64) {
+    let x: Vec<f64> = p
+        .bounds
+        .iter()
+        .map(|&(a, b)| rng.random_range(a..b))
+        .collect();
+    (x.iter().map(|v| Value::Number(*v)).collect(), (p.f)(&x))
+}
+
 /// A problem's box as a tuning space of DOUBLE parameters `x0`, `x1`, ...
 fn space_of(p: &Problem) -> Space {
     Space {
@@ -89,14 +99,7 @@ fn latency(p: &Problem) {
         seed: 1,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut point = || -> (Point, f64) {
-        let x: Vec<f64> = p
-            .bounds
-            .iter()
-            .map(|&(a, b)| rng.random_range(a..b))
-            .collect();
-        (x.iter().map(|v| Value::Number(*v)).collect(), (p.f)(&x))
-    };
+    let mut point = || random_trial(p, &mut rng);
     for completed in [100, 1000] {
         for pending in [0, 4] {
             let hist: Vec<(Point, f64)> = (0..completed).map(|_| point()).collect();
@@ -200,16 +203,8 @@ fn main() {
                 // Proposal latency with 100 completed trials (only measured once per problem).
                 let latency_ms = if seed == 0 && alg == Algorithm::Bayesian {
                     let mut rng = ChaCha8Rng::seed_from_u64(7);
-                    let hist: Vec<(Point, f64)> = (0..100)
-                        .map(|_| {
-                            let x: Vec<f64> = p
-                                .bounds
-                                .iter()
-                                .map(|&(a, b)| rng.random_range(a..b))
-                                .collect();
-                            (x.iter().map(|v| Value::Number(*v)).collect(), (p.f)(&x))
-                        })
-                        .collect();
+                    let hist: Vec<(Point, f64)> =
+                        (0..100).map(|_| random_trial(p, &mut rng)).collect();
                     let t = Instant::now();
                     tuner.propose(&hist, &[], 1).expect("continuous space");
                     t.elapsed().as_secs_f64() * 1000.0

@@ -3,7 +3,7 @@
 //! this system trains most) run loops whose width is a constant, so the compiler unrolls and
 //! vectorises them without remainders or bounds checks. Layers with enough work for it
 //! ([`GEMM_MIN_MACS`] multiply-adds) go through ndarray's general matrix multiply, which runs
-//! matrixmultiply's blocked, runtime-dispatched (AVX2/FMA, AVX-512) and threaded kernels. Both
+//! matrixmultiply's blocked, runtime-dispatched (AVX2/FMA) and threaded kernels. Both
 //! are safe Rust.
 
 use ndarray::linalg::general_mat_mul;
