@@ -1,34 +1,89 @@
-"""Tuner benchmark (issue 5): median best-found regret after 20 and 50 trials over seeds, for
-our Bayesian optimisation, our random search and Optuna's TPE, in the same run."""
-import collections
+"""Tuner benchmark (issue 19): mle's Bayesian optimisation (sequential and 4 trials at a time),
+mle's random search and Optuna's TPE on the same problems, seeds and study loop, plus OSS
+Vizier's GP bandit from its stored results (bench/results/tune-vizier.jsonl, refreshed by
+`bench/tune.sh --rerun-vizier`). Writes bench/results/tune.jsonl (one line per study), the
+tables in bench/results/tune-report.md and the plots in docs/bench/. See bench/tune.sh."""
+import argparse
 import json
+import multiprocessing
 import os
-import statistics
-import subprocess
 import sys
+import time
 
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-seeds = sys.argv[1] if len(sys.argv) > 1 else "10"
-rows = []
-for cmd in ([os.path.join(root, "target/release/mle-bench-tune"), seeds],
-            [os.path.join(root, "bench/.venv/bin/python"), os.path.join(root, "bench/tune_optuna.py"), seeds]):
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rows += [json.loads(line) for line in out.splitlines() if line.strip()]
-by = collections.defaultdict(list)
-latency = {}
-for r in rows:
-    by[(r["problem"], r["algorithm"])].append(r)
-    if r.get("propose100_ms", -1) >= 0:
-        latency[r["problem"]] = r["propose100_ms"]
-problems = list(dict.fromkeys(r["problem"] for r in rows))
-algs = ["mle_bo", "mle_random", "optuna_tpe"]
-print(f"median regret over {seeds} seeds (lower is better)")
-print(f"{'problem':<14}" + "".join(f"{a + ' @20':>16}{a + ' @50':>16}" for a in algs))
-wins = 0
-for p in problems:
-    med = {a: (statistics.median(r["regret20"] for r in by[(p, a)]), statistics.median(r["regret50"] for r in by[(p, a)])) for a in algs}
-    print(f"{p:<14}" + "".join(f"{med[a][0]:>16.4g}{med[a][1]:>16.4g}" for a in algs))
-    if med["mle_bo"][1] < med["optuna_tpe"][1] and med["mle_bo"][1] < med["mle_random"][1]:
-        wins += 1
-print(f"mle_bo beats TPE and random at 50 trials on {wins} of {len(problems)} problems")
-print("time to propose with 100 completed trials (mle_bo): " + ", ".join(f"{p} {ms:.1f} ms" for p, ms in latency.items()))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench/tune/py"))
+import report  # noqa: E402
+import runners  # noqa: E402
+import suite  # noqa: E402
+
+MLE = ("mle_bo", "mle_bo_batch4", "mle_random")
+PEERS = ("optuna_tpe",)
+# Bayesian optimisation's inner choices one at a time (`--ablation`): the tuner before issue 19,
+# and that tuner with each change alone.
+BEFORE = {"initial": 3, "quasi_random_init": False, "local_candidates": False, "length_scale_prior": False}
+ABLATION = {
+    "bo_before": BEFORE,
+    "bo_quasi_init": {**BEFORE, "quasi_random_init": True},
+    "bo_local": {**BEFORE, "local_candidates": True},
+    "bo_prior": {**BEFORE, "length_scale_prior": True},
+    "bo_all": {"initial": 3, "quasi_random_init": True, "local_candidates": True, "length_scale_prior": True},
+}
+_server = None
+
+
+def _work(task):
+    global _server
+    alg, name, seed, budget = task
+    prob = suite.problem(name, seed)
+    if alg.startswith("mle_") or alg in ABLATION:
+        if _server is None:
+            _server = runners.MleServer(os.path.join(ROOT, "target/release/mle-bench-tune"))
+        propose = _server.propose_fn(prob, seed, "random" if alg == "mle_random" else "bayesian", ABLATION.get(alg))
+    else:
+        propose = runners.optuna_propose(prob, seed)
+    t = time.time()
+    rec = suite.run_study(prob, seed, budget, propose, batch=4 if alg == "mle_bo_batch4" else 1)
+    rec.update(problem=name, algorithm=alg, seed=seed, wall_s=round(time.time() - t, 3))
+    return rec
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--budget", type=int, default=100, help="trials per study (reported at 20, 50 and this)")
+    ap.add_argument("--only", choices=("all", "mle", "peers", "ablation"), default="all",
+                    help="rerun only these algorithms and keep the other results from the file")
+    ap.add_argument("--problems", nargs="*", help="a subset of problems (default: all 76)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/tune.jsonl"))
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    names = args.problems or suite.all_problems()
+    if not args.report_only:
+        algs = {"all": MLE + PEERS, "mle": MLE, "peers": PEERS, "ablation": tuple(ABLATION)}[args.only]
+        tasks = [(a, p, s, args.budget) for a in algs for p in names for s in range(args.seeds)
+                 if a != "mle_bo_batch4" or p in suite.VIZIER_SUBSET]
+        kept = []
+        if args.only not in ("all", "ablation") and os.path.exists(args.out):
+            kept = [r for r in map(json.loads, open(args.out)) if "problem" in r and r["algorithm"] not in algs]
+        t = time.time()
+        with multiprocessing.Pool(args.jobs) as pool:
+            fresh = []
+            for i, rec in enumerate(pool.imap_unordered(_work, tasks, chunksize=4)):
+                fresh.append(rec)
+                if (i + 1) % 200 == 0 or i + 1 == len(tasks):
+                    print(f"{i + 1}/{len(tasks)} studies, {time.time() - t:.0f} s", file=sys.stderr, flush=True)
+        with open(args.out, "w") as out:
+            for rec in sorted(kept + fresh, key=lambda r: (r["algorithm"], r["problem"], r["seed"])):
+                out.write(json.dumps(rec) + "\n")
+    records = [r for r in map(json.loads, open(args.out)) if "problem" in r]
+    if args.only == "ablation":
+        return report.ablation(records, os.path.splitext(args.out)[0] + ".md")
+    vizier = os.path.join(ROOT, "bench/results/tune-vizier.jsonl")
+    if os.path.exists(vizier):
+        records += [r for r in map(json.loads, open(vizier)) if "problem" in r]
+    report.write(records, os.path.join(ROOT, "bench/results/tune-report.md"), os.path.join(ROOT, "docs/bench"))
+
+
+if __name__ == "__main__":
+    main()

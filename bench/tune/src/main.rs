@@ -1,11 +1,13 @@
-//! Runs our Bayesian optimisation and random search on Branin, Hartmann-6, Rosenbrock-4 and a
-//! noisy Branin, one trial at a time, and prints one JSON line per (problem, algorithm, seed)
-//! with the best true value after 20 and 50 trials and the time to propose the 101st trial.
-//! Test functions: Surjanovic & Bingham, "Virtual Library of Simulation Experiments".
+//! Our tuner's side of the tuner benchmark. `serve` answers proposal requests (a box, an
+//! algorithm, a seed and the history; JSON lines on stdin, one answer per line on stdout) so
+//! that `bench/tune.py` runs mle's Bayesian optimisation and random search on the same problems,
+//! seeds and loop as Optuna and Vizier. `latency` times one proposal with 100 and 1,000 completed
+//! trials on Hartmann-6 (Surjanovic & Bingham, "Virtual Library of Simulation Experiments").
 
+use std::io::{BufRead, Write};
 use std::time::Instant;
 
-use mle_tune::{Algorithm, Domain, Goal, Param, Point, Scale, Space, Tuner, Value};
+use mle_tune::{Algorithm, BayesOptions, Domain, Goal, Param, Point, Scale, Space, Tuner, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -13,20 +15,6 @@ struct Problem {
     name: &'static str,
     bounds: Vec<(f64, f64)>,
     f: fn(&[f64]) -> f64,
-    noise: f64,
-    optimum: f64,
-}
-
-fn branin(x: &[f64]) -> f64 {
-    let (a, b, c, r, s, t) = (
-        1.0,
-        5.1 / (4.0 * std::f64::consts::PI.powi(2)),
-        5.0 / std::f64::consts::PI,
-        6.0,
-        10.0,
-        1.0 / (8.0 * std::f64::consts::PI),
-    );
-    a * (x[1] - b * x[0] * x[0] + c * x[0] - r).powi(2) + s * (1.0 - t) * x[0].cos() + s
 }
 
 fn hartmann6(x: &[f64]) -> f64 {
@@ -54,10 +42,12 @@ fn hartmann6(x: &[f64]) -> f64 {
         .sum::<f64>()
 }
 
-fn rosenbrock(x: &[f64]) -> f64 {
-    x.windows(2)
-        .map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2))
-        .sum()
+fn hartmann6_problem() -> Problem {
+    Problem {
+        name: "hartmann6",
+        bounds: vec![(0.0, 1.0); 6],
+        f: hartmann6,
+    }
 }
 
 /// A uniformly random point of `p`'s box and its value: a completed trial.
@@ -120,102 +110,111 @@ fn latency(p: &Problem) {
     }
 }
 
-fn main() {
-    let problems = vec![
-        Problem {
-            name: "branin",
-            bounds: vec![(-5.0, 10.0), (0.0, 15.0)],
-            f: branin,
-            noise: 0.0,
-            optimum: 0.397_887,
-        },
-        Problem {
-            name: "hartmann6",
-            bounds: vec![(0.0, 1.0); 6],
-            f: hartmann6,
-            noise: 0.0,
-            optimum: -3.322_37,
-        },
-        Problem {
-            name: "rosenbrock4",
-            bounds: vec![(-5.0, 10.0); 4],
-            f: rosenbrock,
-            noise: 0.0,
-            optimum: 0.0,
-        },
-        Problem {
-            name: "noisy_branin",
-            bounds: vec![(-5.0, 10.0), (0.0, 15.0)],
-            f: branin,
-            noise: 1.0,
-            optimum: 0.397_887,
-        },
-    ];
-    if std::env::args().nth(1).as_deref() == Some("latency") {
-        return latency(&problems[1]);
-    }
-    let seeds: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    for p in &problems {
-        let space = space_of(p);
-        for (alg, name) in [
-            (Algorithm::Bayesian, "mle_bo"),
-            (Algorithm::Random, "mle_random"),
-        ] {
-            for seed in 0..seeds {
-                let tuner = Tuner {
-                    space: space.clone(),
-                    goal: Goal::Minimize,
-                    algorithm: alg,
-                    seed,
-                };
-                let mut noise_rng = ChaCha8Rng::seed_from_u64(1000 + seed);
-                let mut done: Vec<(Point, f64)> = Vec::new();
-                let mut best_true = f64::INFINITY;
-                let mut at20 = 0.0;
-                for t in 0..50 {
-                    let point = tuner
-                        .propose(&done, &[], 1)
-                        .expect("continuous space")
-                        .remove(0);
-                    let x: Vec<f64> = point
-                        .iter()
-                        .map(|v| {
-                            if let Value::Number(x) = v {
-                                *x
-                            } else {
-                                f64::NAN
-                            }
+/// One proposal request of `mle-bench-tune serve`: a box, an algorithm and seed, the history.
+#[derive(serde::Deserialize)]
+struct Ask {
+    bounds: Vec<(f64, f64)>,
+    algorithm: String,
+    seed: u64,
+    completed: Vec<(Vec<f64>, f64)>,
+    #[serde(default)]
+    pending: Vec<Vec<f64>>,
+    n: usize,
+    /// Bayesian optimisation's inner choices, to measure them one by one; absent: the default.
+    options: Option<Options>,
+}
+
+/// The JSON form of [`BayesOptions`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    initial: usize,
+    quasi_random_init: bool,
+    local_candidates: bool,
+    length_scale_prior: bool,
+}
+
+fn points(xs: &[Vec<f64>]) -> Vec<Point> {
+    xs.iter()
+        .map(|x| x.iter().map(|v| Value::Number(*v)).collect())
+        .collect()
+}
+
+/// Answers one [`Ask`] with `{"points": [[x0, x1, ...], ...]}` or `{"error": "..."}`.
+fn answer(line: &str) -> serde_json::Value {
+    let ask: Ask = match serde_json::from_str(line) {
+        Ok(a) => a,
+        Err(e) => return serde_json::json!({ "error": e.to_string() }),
+    };
+    let algorithm = match ask.algorithm.as_str() {
+        "bayesian" => Algorithm::Bayesian,
+        "random" => Algorithm::Random,
+        other => return serde_json::json!({ "error": format!("unknown algorithm {other}") }),
+    };
+    let problem = Problem {
+        name: "asked",
+        bounds: ask.bounds,
+        f: |_| f64::NAN,
+    };
+    let tuner = Tuner {
+        space: space_of(&problem),
+        goal: Goal::Minimize,
+        algorithm,
+        seed: ask.seed,
+    };
+    let completed: Vec<(Point, f64)> = ask
+        .completed
+        .iter()
+        .map(|(x, y)| (points(std::slice::from_ref(x)).remove(0), *y))
+        .collect();
+    let options = ask
+        .options
+        .map_or_else(BayesOptions::default, |o| BayesOptions {
+            initial: o.initial,
+            quasi_random_init: o.quasi_random_init,
+            local_candidates: o.local_candidates,
+            length_scale_prior: o.length_scale_prior,
+        });
+    match tuner.propose_with(&options, &completed, &points(&ask.pending), ask.n) {
+        Ok(ps) => {
+            let xs: Vec<Vec<f64>> = ps
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .map(|v| match v {
+                            Value::Number(x) => *x,
+                            _ => f64::NAN,
                         })
-                        .collect();
-                    let truth = (p.f)(&x);
-                    best_true = best_true.min(truth);
-                    let observed =
-                        truth + p.noise * (noise_rng.random::<f64>() * 2.0 - 1.0) * 1.7320508;
-                    done.push((point, observed));
-                    if t == 19 {
-                        at20 = best_true - p.optimum;
-                    }
+                        .collect()
+                })
+                .collect();
+            serde_json::json!({ "points": xs })
+        }
+        Err(e) => serde_json::json!({ "error": e }),
+    }
+}
+
+fn main() {
+    match std::env::args().nth(1).as_deref() {
+        Some("latency") => latency(&hartmann6_problem()),
+        Some("serve") => {
+            let stdin = std::io::stdin();
+            let mut out = std::io::stdout().lock();
+            for line in stdin.lock().lines() {
+                let Ok(line) = line else { break };
+                if writeln!(out, "{}", answer(&line))
+                    .and_then(|_| out.flush())
+                    .is_err()
+                {
+                    break;
                 }
-                let at50 = best_true - p.optimum;
-                // Proposal latency with 100 completed trials (only measured once per problem).
-                let latency_ms = if seed == 0 && alg == Algorithm::Bayesian {
-                    let mut rng = ChaCha8Rng::seed_from_u64(7);
-                    let hist: Vec<(Point, f64)> =
-                        (0..100).map(|_| random_trial(p, &mut rng)).collect();
-                    let t = Instant::now();
-                    tuner.propose(&hist, &[], 1).expect("continuous space");
-                    t.elapsed().as_secs_f64() * 1000.0
-                } else {
-                    -1.0
-                };
-                println!(
-                    r#"{{"problem": "{}", "algorithm": "{name}", "seed": {seed}, "regret20": {at20}, "regret50": {at50}, "propose100_ms": {latency_ms}}}"#,
-                    p.name
-                );
             }
+        }
+        _ => {
+            eprintln!(
+                "usage: mle-bench-tune serve    (proposals for bench/tune.py, JSON lines on stdin)\n       mle-bench-tune latency  (proposal time with 100 and 1,000 trials)"
+            );
+            std::process::exit(2);
         }
     }
 }

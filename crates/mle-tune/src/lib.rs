@@ -11,6 +11,7 @@
 //! assert!(points.iter().all(|p| tuner.space.contains(p)));
 //! ```
 
+mod acquisition;
 mod gp;
 mod space;
 mod stopping;
@@ -65,8 +66,31 @@ pub struct Tuner {
     pub seed: u64,
 }
 
-/// Random trials before the GP takes over.
-const INITIAL_RANDOM: usize = 3;
+/// Bayesian optimisation's inner choices. [`BayesOptions::default`] is what studies use; the
+/// others exist so that the benchmark can measure each choice (see BENCHMARKS.md).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BayesOptions {
+    /// Trials of the initial design before the GP takes over.
+    pub initial: usize,
+    /// The initial design is a rotated Halton sequence rather than uniform random points.
+    pub quasi_random_init: bool,
+    /// Acquisition candidates also include perturbations of the best trials so far.
+    pub local_candidates: bool,
+    /// Length scales get a log-normal prior (maximum a posteriori rather than likelihood).
+    pub length_scale_prior: bool,
+}
+
+impl Default for BayesOptions {
+    fn default() -> Self {
+        Self {
+            initial: 3,
+            quasi_random_init: false,
+            local_candidates: false,
+            length_scale_prior: false,
+        }
+    }
+}
 
 /// The most completed trials the GP is fitted on. Each fit is cubic in the trials, so a long
 /// study is fitted on its best half of this and its most recent other half (measured with
@@ -162,17 +186,59 @@ impl Tuner {
             Algorithm::Random => Ok((0..n as u64)
                 .map(|i| self.random_point(&mut self.rng(history + i)))
                 .collect()),
-            Algorithm::Bayesian => Ok(self.bayesian(completed, pending, n)),
+            Algorithm::Bayesian => {
+                Ok(self.bayesian(&BayesOptions::default(), completed, pending, n))
+            }
         }
     }
 
-    fn bayesian(&self, completed: &[(Point, f64)], pending: &[Point], n: usize) -> Vec<Point> {
+    /// [`Tuner::propose`] with Bayesian optimisation's inner choices spelled out; the benchmark
+    /// (`bench/tune`) uses it to measure each choice against the others. Other algorithms
+    /// ignore `options`.
+    #[doc(hidden)]
+    pub fn propose_with(
+        &self,
+        options: &BayesOptions,
+        completed: &[(Point, f64)],
+        pending: &[Point],
+        n: usize,
+    ) -> Result<Vec<Point>, String> {
+        match self.algorithm {
+            Algorithm::Bayesian => Ok(self.bayesian(options, completed, pending, n)),
+            _ => self.propose(completed, pending, n),
+        }
+    }
+
+    /// The initial design's point number `index` (counting completed and pending trials).
+    fn initial_point(&self, options: &BayesOptions, index: u64) -> Point {
+        if options.quasi_random_init {
+            // A Halton sequence with a seeded Cranley–Patterson rotation (Owen, "Monte Carlo
+            // theory, methods and examples", 2013, §15.9), so different seeds spread differently.
+            let mut shift = self.rng(0x4A17);
+            let u: Vec<f64> = (0..self.space.dims())
+                .map(|k| {
+                    (halton(index + 1, PRIMES[k % PRIMES.len()]) + shift.random::<f64>()).fract()
+                })
+                .collect();
+            self.space.decode(&u)
+        } else {
+            self.random_point(&mut self.rng(index))
+        }
+    }
+
+    fn bayesian(
+        &self,
+        options: &BayesOptions,
+        completed: &[(Point, f64)],
+        pending: &[Point],
+        n: usize,
+    ) -> Vec<Point> {
         let history = (completed.len() + pending.len()) as u64;
         let mut rng = self.rng(history.wrapping_add(0xB0));
         let finite: Vec<&(Point, f64)> = completed.iter().filter(|(_, v)| v.is_finite()).collect();
-        if finite.len() < INITIAL_RANDOM {
+        if finite.len() < options.initial.max(1) {
             return (0..n as u64)
-                .map(|i| self.random_point(&mut self.rng(history + i)))
+                .map(|i| self.initial_point(options, history + i))
                 .collect();
         }
         // Work on minimisation of the (sign-adjusted) objective.
@@ -192,7 +258,10 @@ impl Tuner {
         let raw: Vec<f64> = subset.iter().map(|&i| signed[i]).collect();
         let low = raw.iter().cloned().fold(f64::INFINITY, f64::min);
         let mut ys: Vec<f64> = raw.iter().map(|y| (1.0 + y - low).ln()).collect();
-        let Some(mut gp) = gp::Gp::fit(xs.clone(), &ys, &mut rng) else {
+        let fit = |xs: Vec<Vec<f64>>, ys: &[f64], rng: &mut ChaCha8Rng| {
+            gp::Gp::fit(xs, ys, rng, options.length_scale_prior)
+        };
+        let Some(mut gp) = fit(xs.clone(), &ys, &mut rng) else {
             return (0..n as u64)
                 .map(|i| self.random_point(&mut self.rng(history + i)))
                 .collect();
@@ -207,7 +276,7 @@ impl Tuner {
             let (mu, _) = gp.predict(&x);
             xs.push(x);
             ys.push(mu);
-            if let Some(g) = gp::Gp::fit(xs.clone(), ys, rng) {
+            if let Some(g) = fit(xs.clone(), ys, rng) {
                 *gp = g;
             }
         };
@@ -216,43 +285,7 @@ impl Tuner {
         }
         let mut out = Vec::new();
         for _ in 0..n {
-            let best = ys.iter().cloned().fold(f64::INFINITY, f64::min);
-            let snap = |u: &[f64]| self.space.encode(&self.space.decode(u));
-            let ei = |gp: &gp::Gp, x: &[f64]| {
-                let (mu, sd) = gp.predict(x);
-                expected_improvement(mu, sd, best)
-            };
-            let d = self.space.dims();
-            let mut candidates: Vec<(f64, Vec<f64>)> = (0..1500)
-                .map(|_| {
-                    let x = snap(&(0..d).map(|_| rng.random::<f64>()).collect::<Vec<_>>());
-                    (ei(&gp, &x), x)
-                })
-                .collect();
-            candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-            candidates.truncate(5);
-            // Local refinement of the best candidates with shrinking Gaussian-like steps.
-            for c in candidates.iter_mut() {
-                let mut step = 0.1;
-                for _ in 0..40 {
-                    let x: Vec<f64> =
-                        c.1.iter()
-                            .map(|v| (v + step * (rng.random::<f64>() * 2.0 - 1.0)).clamp(0.0, 1.0))
-                            .collect();
-                    let x = snap(&x);
-                    let e = ei(&gp, &x);
-                    if e > c.0 {
-                        *c = (e, x);
-                    } else {
-                        step *= 0.9;
-                    }
-                }
-            }
-            let pick = candidates
-                .into_iter()
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|c| c.1)
-                .unwrap_or_else(|| vec![0.5; d]);
+            let pick = acquisition::maximise(options, &self.space, &gp, &xs, &ys, &mut rng);
             out.push(self.space.decode(&pick));
             if out.len() < n {
                 believe(pick, &mut gp, &mut xs, &mut ys, &mut rng);
@@ -260,6 +293,20 @@ impl Tuner {
         }
         out
     }
+}
+
+/// The first primes: Halton bases, one per dimension (cycled beyond 16).
+const PRIMES: [u64; 16] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53];
+
+/// The radical inverse of `i` in `base`: the Halton sequence's coordinate (Halton, 1960).
+fn halton(mut i: u64, base: u64) -> f64 {
+    let (mut f, mut r) = (1.0, 0.0);
+    while i > 0 {
+        f /= base as f64;
+        r += f * (i % base) as f64;
+        i /= base;
+    }
+    r
 }
 
 #[cfg(test)]

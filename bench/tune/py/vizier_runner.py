@@ -1,0 +1,80 @@
+"""OSS Vizier's default GP-bandit designer on the benchmark's Vizier subset (run by the Vizier
+venv, see bench/tune.sh). Appends one JSON line per (problem, seed) to the results file and skips
+the pairs already there, so an interrupted run resumes. Usage:
+  vizier_runner.py RESULTS.jsonl SEEDS BUDGET [PROBLEM ...]"""
+import json
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import suite  # noqa: E402
+
+import jax  # noqa: E402
+from vizier import algorithms as vza  # noqa: E402
+from vizier import pyvizier as vz  # noqa: E402
+from vizier._src.algorithms.designers import gp_bandit  # noqa: E402
+
+
+def versions():
+    from importlib.metadata import version
+
+    return {k: version(k) for k in ("google-vizier", "jax", "jaxlib", "equinox", "coco-experiment", "numpy")}
+
+
+def designer_propose(prob, seed):
+    space = vz.SearchSpace()
+    for i, (lo, hi) in enumerate(prob.bounds):
+        space.root.add_float_param(f"x{i}", lo, hi)
+    statement = vz.ProblemStatement(
+        search_space=space,
+        metric_information=[vz.MetricInformation("obj", goal=vz.ObjectiveMetricGoal.MINIMIZE)])
+    designer = gp_bandit.VizierGPBandit(statement, rng=jax.random.PRNGKey(seed))
+    told = [0]
+
+    def propose(completed, pending, n):
+        assert not pending, "the Vizier runs are sequential"
+        new = []
+        for x, y in completed[told[0]:]:
+            t = vz.Trial(id=len(new) + told[0] + 1, parameters={f"x{i}": v for i, v in enumerate(x)})
+            t.complete(vz.Measurement(metrics={"obj": y}))
+            new.append(t)
+        if new:
+            designer.update(vza.CompletedTrials(new), vza.ActiveTrials())
+            told[0] += len(new)
+        return [[s.parameters[f"x{i}"].value for i in range(len(prob.bounds))] for s in designer.suggest(n)]
+
+    return propose
+
+
+def main():
+    path, seeds, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    names = sys.argv[4:] or list(suite.VIZIER_SUBSET)
+    done = set()
+    if os.path.exists(path):
+        for line in open(path):
+            r = json.loads(line)
+            if "problem" in r:
+                done.add((r["problem"], r["seed"]))
+    else:
+        with open(path, "w") as out:
+            out.write(json.dumps({"meta": {"command": "bench/tune.sh --rerun-vizier", "versions": versions(),
+                                           "date": time.strftime("%Y-%m-%d"), "machine": platform.processor()
+                                           or platform.machine(), "cpus": os.cpu_count()}}) + "\n")
+    for seed in range(seeds):  # seed-major: an early stop still covers every problem
+        for name in names:
+            if (name, seed) in done:
+                continue
+            prob = suite.problem(name, seed)
+            t = time.time()
+            rec = suite.run_study(prob, seed, budget, designer_propose(prob, seed))
+            rec.update(problem=name, algorithm="vizier_gp_bandit", seed=seed, wall_s=round(time.time() - t, 1))
+            with open(path, "a") as out:
+                out.write(json.dumps(rec) + "\n")
+            print(f"vizier {name} seed {seed}: {rec['wall_s']} s, regret {rec['improved'][-1][1] - prob.optimum:.4g}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
