@@ -148,8 +148,8 @@ def write(records, md_path, plot_dir):
     if "vizier_gp_bandit" in res.algs:
         w, t, l = wins(res, "mle_bo", "vizier_gp_bandit", 50, subset)
         summary.append(f"- Vizier subset at 50 trials: mle BO's median regret at most Vizier's on {w + t} of"
-                       f" {w + t + l} problems (ahead {w}, tied {t}, behind {l}); Vizier's seeds per problem:"
-                       f" {sorted({res.seeds('vizier_gp_bandit', p) for p in subset})}.")
+                       f" {w + t + l} problems (ahead {w}, tied {t}, behind {l}); Vizier's seeds per problem run:"
+                       f" {sorted({res.seeds('vizier_gp_bandit', p) for p in subset} - {0})}.")
         # the same comparison on the seeds Vizier ran (its studies are few): mle BO restricted to them
         vseeds = {(r["problem"], r["seed"]) for r in records if r["algorithm"] == "vizier_gp_bandit"}
         same = Results([r for r in records if r["algorithm"] == "vizier_gp_bandit"
