@@ -324,49 +324,6 @@ mod tests {
     }
 
     #[test]
-    fn the_initial_design_spreads_out_and_differs_by_seed() {
-        let space = Space {
-            params: vec![Param {
-                name: "x".into(),
-                domain: Domain::Double {
-                    min: 0.0,
-                    max: 1.0,
-                    scale: Scale::Linear,
-                },
-            }],
-        };
-        let design = |seed| {
-            let t = Tuner {
-                space: space.clone(),
-                goal: Goal::Minimize,
-                algorithm: Algorithm::Bayesian,
-                seed,
-            };
-            let o = BayesOptions {
-                initial: 8,
-                ..BayesOptions::default()
-            };
-            let pts = t.propose_with(&o, &[], &[], 8).unwrap();
-            let mut u: Vec<f64> = pts
-                .iter()
-                .map(|p| match p[0] {
-                    Value::Number(v) => v,
-                    _ => unreachable!(),
-                })
-                .collect();
-            u.sort_by(f64::total_cmp);
-            u
-        };
-        let a = design(1);
-        assert_eq!(a, design(1), "reproducible");
-        assert_ne!(a, design(2), "seeded rotation");
-        // Halton points 1..=8 in base 2, rotated: no two closer than 1/16 on the circle.
-        let mut gaps: Vec<f64> = a.windows(2).map(|w| w[1] - w[0]).collect();
-        gaps.push(1.0 - a[7] + a[0]);
-        assert!(gaps.iter().all(|&g| g > 1.0 / 16.0 - 1e-9), "{a:?}");
-    }
-
-    #[test]
     fn long_studies_are_fitted_on_their_best_and_most_recent_trials() {
         let ys: Vec<f64> = (0..1000).map(|i| ((i * 7919) % 1000) as f64).collect();
         let keep = gp_subset(&ys);

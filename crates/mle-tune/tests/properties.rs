@@ -1,7 +1,9 @@
 //! Properties every algorithm must keep, checked over many seeded random spaces, and a
 //! numerical check that Bayesian optimisation uses what it learns.
 
-use mle_tune::{Algorithm, Domain, Goal, Param, Point, Scale, Space, Tuner, Value, grid};
+use mle_tune::{
+    Algorithm, BayesOptions, Domain, Goal, Param, Point, Scale, Space, Tuner, Value, grid,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -125,18 +127,8 @@ fn grid_search_enumerates_exactly_the_product_in_a_stable_order() {
 
 #[test]
 fn parallel_bayesian_proposals_do_not_duplicate_each_other() {
-    let space = Space {
-        params: vec![Param {
-            name: "x".into(),
-            domain: Domain::Double {
-                min: 0.0,
-                max: 1.0,
-                scale: Scale::Linear,
-            },
-        }],
-    };
     let tuner = Tuner {
-        space,
+        space: unit_interval(),
         goal: Goal::Minimize,
         algorithm: Algorithm::Bayesian,
         seed: 1,
@@ -210,4 +202,52 @@ fn bayesian_optimisation_beats_random_search_on_a_smooth_bowl() {
         rs[2]
     );
     assert!(bo[2] < 1e-3, "BO median best {}", bo[2]);
+}
+
+/// One real parameter on [0, 1].
+fn unit_interval() -> Space {
+    Space {
+        params: vec![Param {
+            name: "x".into(),
+            domain: Domain::Double {
+                min: 0.0,
+                max: 1.0,
+                scale: Scale::Linear,
+            },
+        }],
+    }
+}
+
+#[test]
+fn the_initial_design_spreads_out_and_differs_by_seed() {
+    let design = |seed| {
+        let t = Tuner {
+            space: unit_interval(),
+            goal: Goal::Minimize,
+            algorithm: Algorithm::Bayesian,
+            seed,
+        };
+        let o = BayesOptions {
+            initial: 8,
+            ..BayesOptions::default()
+        };
+        let pts = t.propose_with(&o, &[], &[], 8).unwrap();
+        let mut u: Vec<f64> = pts
+            .iter()
+            .map(|p| match p[0] {
+                Value::Number(v) => v,
+                _ => unreachable!(),
+            })
+            .collect();
+        u.sort_by(f64::total_cmp);
+        u
+    };
+    let a = design(1);
+    assert_eq!(a, design(1), "reproducible");
+    assert_ne!(a, design(2), "seeded rotation");
+    // Halton points 1..=8 in base 2, rotated: no two closer than 1/16 on the circle (uniform
+    // random points almost never are).
+    let mut gaps: Vec<f64> = a.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.push(1.0 - a[7] + a[0]);
+    assert!(gaps.iter().all(|&g| g > 1.0 / 16.0 - 1e-9), "{a:?}");
 }
