@@ -1,10 +1,13 @@
 """OSS Vizier's default GP-bandit designer on the benchmark's Vizier subset (run by the Vizier
 venv, see bench/tune.sh). Appends one JSON line per (problem, seed) to the results file and skips
-the pairs already there, so an interrupted run resumes. Usage:
+the pairs already there, so an interrupted run resumes. Each study runs in its own child process
+(`--study`): one long-lived process that JIT-compiles study after study ended once with XLA's
+"LLVM compilation error: Cannot allocate memory" (see BENCHMARKS.md). Usage:
   vizier_runner.py RESULTS.jsonl SEEDS BUDGET [PROBLEM ...]"""
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -49,6 +52,9 @@ def designer_propose(prob, seed):
 
 
 def main():
+    if sys.argv[1] == "--study":
+        path, name, seed, budget = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+        return study(path, name, seed, budget)
     path, seeds, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     names = sys.argv[4:] or list(suite.VIZIER_SUBSET)
     done = set()
@@ -62,18 +68,29 @@ def main():
             out.write(json.dumps({"meta": {"command": "bench/tune.sh --rerun-vizier", "versions": versions(),
                                            "date": time.strftime("%Y-%m-%d"), "machine": platform.processor()
                                            or platform.machine(), "cpus": os.cpu_count()}}) + "\n")
+    failed = []
     for seed in range(seeds):  # seed-major: an early stop still covers every problem
         for name in names:
             if (name, seed) in done:
                 continue
-            prob = suite.problem(name, seed)
-            t = time.time()
-            rec = suite.run_study(prob, seed, budget, designer_propose(prob, seed))
-            rec.update(problem=name, algorithm="vizier_gp_bandit", seed=seed, wall_s=round(time.time() - t, 1))
-            with open(path, "a") as out:
-                out.write(json.dumps(rec) + "\n")
-            print(f"vizier {name} seed {seed}: {rec['wall_s']} s, regret {rec['improved'][-1][1] - prob.optimum:.4g}",
-                  flush=True)
+            child = [sys.executable, "-W", "ignore", os.path.abspath(__file__), "--study", path, name, str(seed),
+                     str(budget)]
+            if subprocess.run(child).returncode != 0:
+                failed.append((name, seed))
+                print(f"vizier {name} seed {seed}: the study's process failed", file=sys.stderr, flush=True)
+    if failed:
+        sys.exit(f"{len(failed)} Vizier studies failed; rerun to retry them: {failed}")
+
+
+def study(path, name, seed, budget):
+    prob = suite.problem(name, seed)
+    t = time.time()
+    rec = suite.run_study(prob, seed, budget, designer_propose(prob, seed))
+    rec.update(problem=name, algorithm="vizier_gp_bandit", seed=seed, wall_s=round(time.time() - t, 1))
+    with open(path, "a") as out:
+        out.write(json.dumps(rec) + "\n")
+    print(f"vizier {name} seed {seed}: {rec['wall_s']} s, regret {rec['improved'][-1][1] - prob.optimum:.4g}",
+          flush=True)
 
 
 if __name__ == "__main__":

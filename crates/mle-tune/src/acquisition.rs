@@ -95,3 +95,91 @@ pub(crate) fn maximise(
         .map(|c| c.1)
         .unwrap_or_else(|| vec![0.5; d])
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::space::{Domain, Param, Scale};
+
+    /// A narrow bowl in 8 dimensions: uniform candidates almost never fall inside it, so only
+    /// the neighbourhoods of the best trials (inside it) find where expected improvement peaks.
+    #[test]
+    fn local_candidates_search_around_the_best_trials() {
+        let d = 8;
+        let space = Space {
+            params: (0..d)
+                .map(|i| Param {
+                    name: format!("x{i}"),
+                    domain: Domain::Double {
+                        min: 0.0,
+                        max: 1.0,
+                        scale: Scale::Linear,
+                    },
+                })
+                .collect(),
+        };
+        let centre = vec![0.3; d];
+        let f = |x: &[f64]| {
+            let r2 = x
+                .iter()
+                .zip(&centre)
+                .map(|(a, c)| (a - c) * (a - c))
+                .sum::<f64>();
+            1.0 - (-r2 / 0.02).exp()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut xs: Vec<Vec<f64>> = (0..60)
+            .map(|_| (0..d).map(|_| rng.random()).collect())
+            .collect();
+        xs.extend((0..5).map(|_| centre.iter().map(|c| c + 0.05 * normal(&mut rng)).collect()));
+        let ys: Vec<f64> = xs.iter().map(|x| f(x)).collect();
+        let best = xs[(0..xs.len())
+            .min_by(|&a, &b| ys[a].total_cmp(&ys[b]))
+            .unwrap()]
+        .clone();
+        let gp = Gp::fit(xs.clone(), &ys, &mut rng, false).expect("fit");
+        let ei = |x: &[f64]| {
+            let (mu, sd) = gp.predict(x);
+            expected_improvement(mu, sd, ys.iter().cloned().fold(f64::INFINITY, f64::min))
+        };
+        let dist = |x: &[f64]| {
+            x.iter()
+                .zip(&best)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let (mut wins, mut near, mut uniform_near) = (0, 0, 0);
+        for seed in 0..10 {
+            let pick = |local_candidates| {
+                let options = BayesOptions {
+                    local_candidates,
+                    ..BayesOptions::default()
+                };
+                maximise(
+                    &options,
+                    &space,
+                    &gp,
+                    &xs,
+                    &ys,
+                    &mut ChaCha8Rng::seed_from_u64(seed),
+                )
+            };
+            let (local, uniform) = (pick(true), pick(false));
+            wins += usize::from(ei(&local) > ei(&uniform));
+            near += usize::from(dist(&local) < 0.1);
+            uniform_near += usize::from(dist(&uniform) < 0.1);
+        }
+        assert_eq!(near, 10, "every local pick lies near the best trial");
+        assert!(
+            uniform_near <= 2,
+            "{uniform_near} of 10 uniform-only picks lie near it too"
+        );
+        assert_eq!(
+            wins, 10,
+            "local candidates found more expected improvement in {wins} of 10"
+        );
+    }
+}
