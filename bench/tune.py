@@ -21,13 +21,21 @@ PEERS = ("optuna_tpe",)
 # Bayesian optimisation's inner choices one at a time (`--ablation`): the tuner before issue 19,
 # and that tuner with each change alone.
 BEFORE = {"initial": 3, "quasi_random_init": False, "local_candidates": False, "length_scale_prior": False}
+DEFAULT = {**BEFORE, "quasi_random_init": True, "local_candidates": True}  # BayesOptions::default()
 ABLATION = {
     "bo_before": BEFORE,
     "bo_quasi_init": {**BEFORE, "quasi_random_init": True},
     "bo_local": {**BEFORE, "local_candidates": True},
     "bo_prior": {**BEFORE, "length_scale_prior": True},
     "bo_all": {"initial": 3, "quasi_random_init": True, "local_candidates": True, "length_scale_prior": True},
+    # Second round, against the default that the first round chose: TuRBO's trust region in
+    # every space, and from 4 dimensions up.
+    "bo_default": DEFAULT,
+    "bo_tr": {**DEFAULT, "trust_region_min_dims": 1},
+    "bo_tr4": {**DEFAULT, "trust_region_min_dims": 4},
 }
+ROUNDS = {"bo_before": ("bo_before", "bo_quasi_init", "bo_local", "bo_prior", "bo_all"),
+          "bo_default": ("bo_default", "bo_tr", "bo_tr4")}
 _server = None
 
 
@@ -53,6 +61,8 @@ def main():
     ap.add_argument("--budget", type=int, default=100, help="trials per study (reported at 20, 50 and this)")
     ap.add_argument("--only", choices=("all", "mle", "peers", "ablation"), default="all",
                     help="rerun only these algorithms and keep the other results from the file")
+    ap.add_argument("--baseline", choices=tuple(ROUNDS), default="bo_before",
+                    help="with --only ablation: the round of variants, named by its baseline")
     ap.add_argument("--problems", nargs="*", help="a subset of problems (default: all 76)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/tune.jsonl"))
@@ -60,7 +70,7 @@ def main():
     args = ap.parse_args()
     names = args.problems or suite.all_problems()
     if not args.report_only:
-        algs = {"all": MLE + PEERS, "mle": MLE, "peers": PEERS, "ablation": tuple(ABLATION)}[args.only]
+        algs = {"all": MLE + PEERS, "mle": MLE, "peers": PEERS, "ablation": ROUNDS[args.baseline]}[args.only]
         tasks = [(a, p, s, args.budget) for a in algs for p in names for s in range(args.seeds)
                  if a != "mle_bo_batch4" or p in suite.VIZIER_SUBSET]
         kept = []
@@ -78,7 +88,7 @@ def main():
                 out.write(json.dumps(rec) + "\n")
     records = [r for r in map(json.loads, open(args.out)) if "problem" in r]
     if args.only == "ablation":
-        return report.ablation(records, os.path.splitext(args.out)[0] + ".md")
+        return report.ablation(records, os.path.splitext(args.out)[0] + ".md", args.baseline)
     vizier = os.path.join(ROOT, "bench/results/tune-vizier.jsonl")
     if os.path.exists(vizier):
         records += [r for r in map(json.loads, open(vizier)) if "problem" in r]

@@ -270,30 +270,33 @@ def plots(res, subset, bbob, plot_dir):
     plt.close(fig)
 
 
-def ablation(records, md_path):
-    """Each variant of `tune.py --only ablation` against `bo_before` on every problem: ahead /
+BASELINES = {"bo_before": "the tuner before issue 19", "bo_default": "the default after the first round"}
+
+
+def ablation(records, md_path, base="bo_before"):
+    """Each variant of `tune.py --only ablation` against `base` on every problem: ahead /
     tied / behind in median regret, the geometric mean of the median-regret ratio, and the
     median log-efficiency, at each budget."""
     res = Results([])
     for r in records:
         res.runs.setdefault((r["algorithm"], r["problem"]), []).append(r)
     variants = list(dict.fromkeys(r["algorithm"] for r in records))
-    res.problems = [p for p in suite.all_problems() if ("bo_before", p) in res.runs]
+    res.problems = [p for p in suite.all_problems() if (base, p) in res.runs]
     for k, rs in res.runs.items():
         res._len[k] = max(BUDGETS[-1], max(map(_budget, rs)))
-    lines = ["# Tuner ablation", "", "Each variant against `bo_before` (the tuner before issue 19) on "
+    lines = ["# Tuner ablation", "", f"Each variant against `{base}` ({BASELINES[base]}) on "
              f"{len(res.problems)} problems, {sorted({len(v) for v in res.runs.values()})} seeds each.", "",
              "| variant | budget | ahead / tied / behind | geo-mean regret ratio | log-efficiency |",
              "|---|---:|---|---:|---:|"]
     for v in variants:
-        if v == "bo_before":
+        if v == base:
             continue
         for budget in BUDGETS:
-            w, t, l = wins(res, v, "bo_before", budget, res.problems)
-            ratios = [(res.median(v, p, budget) + FLOOR) / (res.median("bo_before", p, budget) + FLOOR)
+            w, t, l = wins(res, v, base, budget, res.problems)
+            ratios = [(res.median(v, p, budget) + FLOOR) / (res.median(base, p, budget) + FLOOR)
                       for p in res.problems if (v, p) in res.runs]
             geo = math.exp(statistics.fmean(math.log(r) for r in ratios))
-            le = log_eff_summary(res, "bo_before", v, budget, res.problems)
+            le = log_eff_summary(res, base, v, budget, res.problems)
             lines.append(f"| {v} | {budget} | {w} / {t} / {l} | {geo:.3g} | {le[0]:+.3f} |")
     with open(md_path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -132,6 +132,8 @@ struct Options {
     quasi_random_init: bool,
     local_candidates: bool,
     length_scale_prior: bool,
+    #[serde(default)]
+    trust_region_min_dims: Option<usize>,
 }
 
 fn points(xs: &[Vec<f64>]) -> Vec<Point> {
@@ -174,6 +176,7 @@ fn answer(line: &str) -> serde_json::Value {
             quasi_random_init: o.quasi_random_init,
             local_candidates: o.local_candidates,
             length_scale_prior: o.length_scale_prior,
+            trust_region_min_dims: o.trust_region_min_dims,
         });
     match tuner.propose_with(&options, &completed, &points(&ask.pending), ask.n) {
         Ok(ps) => {

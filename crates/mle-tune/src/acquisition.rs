@@ -1,7 +1,10 @@
 //! Maximising expected improvement over the unit cube: scored candidates (uniform, and with
 //! [`BayesOptions::local_candidates`] perturbations of the best trials), then a local search
-//! from the best few. Discrete coordinates are snapped through the space's decode and encode, so
-//! every candidate is a point the study can run.
+//! from the best few. With [`BayesOptions::trust_region_min_dims`], the search is confined to a
+//! box around the best trial whose size follows the study's successes and failures (TuRBO:
+//! Eriksson et al., "Scalable Global Optimization via Local Bayesian Optimization", NeurIPS
+//! 2019). Discrete coordinates are snapped through the space's decode and encode, so every
+//! candidate is a point the study can run.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +24,47 @@ const LOCAL_RADII: [f64; 3] = [0.15, 0.04, 0.01];
 const REFINED: usize = 5;
 const REFINE_STEPS: usize = 40;
 
+/// TuRBO's trust-region side lengths (in the unit cube, before the length-scale weighting):
+/// initial, smallest (below it the region restarts at the initial size) and largest.
+const TR_INITIAL: f64 = 0.8;
+const TR_MIN: f64 = 0.0078125; // 0.5^7
+const TR_MAX: f64 = 1.6;
+/// Consecutive improvements that double the region.
+const TR_SUCCESSES: usize = 3;
+
+/// The trust region's side length after the study so far: `ys` are the completed values in the
+/// order they finished (minimised), the first `initial` of them the initial design. TuRBO's
+/// rule, replayed over the history so that a proposal stays a pure function of it: a trial
+/// that improves the best by more than 1e-3 of its magnitude is a success, `TR_SUCCESSES` in a
+/// row double the side, max(4, dims) failures in a row halve it.
+pub(crate) fn trust_length(ys: &[f64], initial: usize, dims: usize) -> f64 {
+    let failures = dims.max(4);
+    let start = initial.clamp(1, ys.len().max(1));
+    let mut best = ys[..start.min(ys.len())]
+        .iter()
+        .cloned()
+        .fold(f64::INFINITY, f64::min);
+    let (mut length, mut succ, mut fail) = (TR_INITIAL, 0, 0);
+    for &y in ys.iter().skip(start) {
+        if y < best - 1e-3 * best.abs() {
+            (succ, fail) = (succ + 1, 0);
+        } else {
+            (succ, fail) = (0, fail + 1);
+        }
+        best = best.min(y);
+        if succ == TR_SUCCESSES {
+            (length, succ) = ((2.0 * length).min(TR_MAX), 0);
+        }
+        if fail == failures {
+            (length, fail) = (length / 2.0, 0);
+        }
+        if length < TR_MIN {
+            length = TR_INITIAL;
+        }
+    }
+    length
+}
+
 /// A standard normal draw (Box–Muller).
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
     let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
@@ -29,24 +73,54 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 /// The unit-cube point that maximises expected improvement below the best of `ys` (found, not
-/// guaranteed: a sampled search), given the GP fitted on `xs` and `ys`.
+/// guaranteed: a sampled search), given the GP fitted on `xs` and `ys`; with `trust`, within
+/// the trust region of that side length around the best of `xs`.
 pub(crate) fn maximise(
     options: &BayesOptions,
     space: &Space,
     gp: &Gp,
     xs: &[Vec<f64>],
     ys: &[f64],
+    trust: Option<f64>,
     rng: &mut ChaCha8Rng,
 ) -> Vec<f64> {
     let best = ys.iter().cloned().fold(f64::INFINITY, f64::min);
+    let d = space.dims();
+    // The search box: the unit cube, or the trust region, its sides proportional to the GP's
+    // length scales with their geometric mean equal to `trust` (TuRBO's weighting).
+    let (lo, hi): (Vec<f64>, Vec<f64>) = match trust {
+        None => (vec![0.0; d], vec![1.0; d]),
+        Some(length) => {
+            let centre = &xs[(0..ys.len())
+                .min_by(|&a, &b| ys[a].total_cmp(&ys[b]))
+                .unwrap_or(0)];
+            let ls = gp.length_scales();
+            let geo = (ls.iter().map(|l| l.ln()).sum::<f64>() / d as f64).exp();
+            (0..d)
+                .map(|k| {
+                    let half = 0.5 * length * ls[k] / geo;
+                    ((centre[k] - half).max(0.0), (centre[k] + half).min(1.0))
+                })
+                .unzip()
+        }
+    };
+    let clamp = |x: &mut [f64]| {
+        for ((v, l), h) in x.iter_mut().zip(&lo).zip(&hi) {
+            *v = v.clamp(*l, *h);
+        }
+    };
     let snap = |u: &[f64]| space.encode(&space.decode(u));
     let ei = |x: &[f64]| {
         let (mu, sd) = gp.predict(x);
         expected_improvement(mu, sd, best)
     };
-    let d = space.dims();
     let mut points: Vec<Vec<f64>> = (0..UNIFORM)
-        .map(|_| snap(&(0..d).map(|_| rng.random::<f64>()).collect::<Vec<_>>()))
+        .map(|_| {
+            let u: Vec<f64> = (0..d)
+                .map(|k| lo[k] + (hi[k] - lo[k]) * rng.random::<f64>())
+                .collect();
+            snap(&u)
+        })
         .collect();
     if options.local_candidates {
         let mut order: Vec<usize> = (0..ys.len()).collect();
@@ -61,9 +135,10 @@ pub(crate) fn maximise(
                     let forced = rng.random_range(0..d);
                     for (k, v) in x.iter_mut().enumerate() {
                         if k == forced || rng.random::<f64>() < p_move {
-                            *v = (*v + radius * normal(rng)).clamp(0.0, 1.0);
+                            *v += radius * normal(rng);
                         }
                     }
+                    clamp(&mut x);
                     points.push(snap(&x));
                 }
             }
@@ -76,10 +151,11 @@ pub(crate) fn maximise(
     for c in candidates.iter_mut() {
         let mut step = if options.local_candidates { 0.05 } else { 0.1 };
         for _ in 0..REFINE_STEPS {
-            let x: Vec<f64> =
+            let mut x: Vec<f64> =
                 c.1.iter()
-                    .map(|v| (v + step * (rng.random::<f64>() * 2.0 - 1.0)).clamp(0.0, 1.0))
+                    .map(|v| v + step * (rng.random::<f64>() * 2.0 - 1.0))
                     .collect();
+            clamp(&mut x);
             let x = snap(&x);
             let e = ei(&x);
             if e > c.0 {
@@ -102,6 +178,25 @@ mod tests {
 
     use super::*;
     use crate::space::{Domain, Param, Scale};
+
+    #[test]
+    fn the_trust_region_follows_turbos_success_and_failure_counts() {
+        // Initial design of 3, then in 2 dimensions: 4 failures halve, 3 successes double.
+        let flat = [5.0, 4.0, 6.0, 7.0, 7.0, 7.0, 7.0];
+        assert_eq!(trust_length(&flat, 3, 2), TR_INITIAL / 2.0);
+        let better = [5.0, 4.0, 6.0, 3.0, 2.0, 1.0];
+        assert_eq!(trust_length(&better, 3, 2), (2.0 * TR_INITIAL).min(TR_MAX));
+        // A tie or a gain below 1e-3 of the best is a failure; 8 dimensions need 8 in a row.
+        let ties = [1.0, 1.0, 1.0, 0.9999, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        assert_eq!(trust_length(&ties, 3, 2), TR_INITIAL / 2.0);
+        assert_eq!(trust_length(&ties, 3, 8), TR_INITIAL);
+        let mut long = vec![1.0; 3 + 4 * 6];
+        assert!((trust_length(&long, 3, 2) - TR_INITIAL / 64.0).abs() < 1e-12);
+        // Halving below the smallest side restarts at the initial one.
+        long.extend([1.0; 4]);
+        assert_eq!(trust_length(&long, 3, 2), TR_INITIAL);
+        assert_eq!(trust_length(&[], 3, 2), TR_INITIAL);
+    }
 
     /// A narrow bowl in 8 dimensions: uniform candidates almost never fall inside it, so only
     /// the neighbourhoods of the best trials (inside it) find where expected improvement peaks.
@@ -164,6 +259,7 @@ mod tests {
                     &gp,
                     &xs,
                     &ys,
+                    None,
                     &mut ChaCha8Rng::seed_from_u64(seed),
                 )
             };

@@ -234,6 +234,11 @@ impl Gp {
         })
     }
 
+    /// The fitted length scale per dimension (unit-cube units).
+    pub fn length_scales(&self) -> Vec<f64> {
+        self.h.log_ls.iter().map(|l| l.exp()).collect()
+    }
+
     /// Posterior mean and standard deviation at `p` (in the targets' units).
     pub fn predict(&self, p: &[f64]) -> (f64, f64) {
         let n = self.x.len();

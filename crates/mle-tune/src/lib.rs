@@ -79,6 +79,9 @@ pub struct BayesOptions {
     pub local_candidates: bool,
     /// Length scales get a log-normal prior (maximum a posteriori rather than likelihood).
     pub length_scale_prior: bool,
+    /// In spaces of at least this many unit-cube dimensions, the acquisition is confined to a
+    /// trust region around the best trial (TuRBO); `None`: never.
+    pub trust_region_min_dims: Option<usize>,
 }
 
 impl Default for BayesOptions {
@@ -90,6 +93,7 @@ impl Default for BayesOptions {
             quasi_random_init: true,
             local_candidates: true,
             length_scale_prior: false,
+            trust_region_min_dims: None,
         }
     }
 }
@@ -285,9 +289,13 @@ impl Tuner {
         for p in pending {
             believe(self.space.encode(p), &mut gp, &mut xs, &mut ys, &mut rng);
         }
+        let trust = options
+            .trust_region_min_dims
+            .filter(|&m| self.space.dims() >= m)
+            .map(|_| acquisition::trust_length(&signed, options.initial, self.space.dims()));
         let mut out = Vec::new();
         for _ in 0..n {
-            let pick = acquisition::maximise(options, &self.space, &gp, &xs, &ys, &mut rng);
+            let pick = acquisition::maximise(options, &self.space, &gp, &xs, &ys, trust, &mut rng);
             out.push(self.space.decode(&pick));
             if out.len() < n {
                 believe(pick, &mut gp, &mut xs, &mut ys, &mut rng);
