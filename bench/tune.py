@@ -21,7 +21,7 @@ PEERS = ("optuna_tpe",)
 # Bayesian optimisation's inner choices one at a time (`--ablation`): the tuner before issue 19,
 # and that tuner with each change alone.
 BEFORE = {"initial": 3, "quasi_random_init": False, "local_candidates": False, "length_scale_prior": False}
-DEFAULT = {**BEFORE, "quasi_random_init": True, "local_candidates": True}  # BayesOptions::default()
+DEFAULT = {**BEFORE, "quasi_random_init": True, "local_candidates": True}  # the default the first round chose
 ABLATION = {
     "bo_before": BEFORE,
     "bo_quasi_init": {**BEFORE, "quasi_random_init": True},

@@ -87,17 +87,24 @@ pub(crate) fn maximise(
     let best = ys.iter().cloned().fold(f64::INFINITY, f64::min);
     let d = space.dims();
     // The search box: the unit cube, or the trust region, its sides proportional to the GP's
-    // length scales with their geometric mean equal to `trust` (TuRBO's weighting).
+    // length scales with their geometric mean equal to `trust` (TuRBO's weighting). The region
+    // bounds ordered coordinates only: a box on one-hot coordinates would pin a categorical
+    // to the best trial's category.
     let (lo, hi): (Vec<f64>, Vec<f64>) = match trust {
         None => (vec![0.0; d], vec![1.0; d]),
         Some(length) => {
             let centre = &xs[(0..ys.len())
                 .min_by(|&a, &b| ys[a].total_cmp(&ys[b]))
                 .unwrap_or(0)];
+            let ordered = space.ordered();
             let ls = gp.length_scales();
-            let geo = (ls.iter().map(|l| l.ln()).sum::<f64>() / d as f64).exp();
+            let logs: Vec<f64> = (0..d).filter(|&k| ordered[k]).map(|k| ls[k].ln()).collect();
+            let geo = (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp();
             (0..d)
                 .map(|k| {
+                    if !ordered[k] {
+                        return (0.0, 1.0);
+                    }
                     let half = 0.5 * length * ls[k] / geo;
                     ((centre[k] - half).max(0.0), (centre[k] + half).min(1.0))
                 })

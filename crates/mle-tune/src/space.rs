@@ -178,6 +178,18 @@ impl Space {
         self.params.iter().map(|p| p.domain.width()).sum()
     }
 
+    /// Per unit-cube coordinate, whether it is ordered (a number's position) rather than one
+    /// of a categorical's one-hot coordinates.
+    pub fn ordered(&self) -> Vec<bool> {
+        self.params
+            .iter()
+            .flat_map(|p| {
+                let ordered = !matches!(p.domain, Domain::Categorical(_));
+                std::iter::repeat_n(ordered, p.domain.width())
+            })
+            .collect()
+    }
+
     /// Unit-cube coordinates of a point.
     pub fn encode(&self, point: &Point) -> Vec<f64> {
         let mut out = Vec::with_capacity(self.dims());

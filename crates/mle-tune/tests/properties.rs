@@ -251,3 +251,51 @@ fn the_initial_design_spreads_out_and_differs_by_seed() {
     gaps.push(1.0 - a[7] + a[0]);
     assert!(gaps.iter().all(|&g| g > 1.0 / 16.0 - 1e-9), "{a:?}");
 }
+
+#[test]
+fn the_trust_region_does_not_pin_a_categorical_to_the_best_trials_category() {
+    let space = Space {
+        params: vec![
+            Param {
+                name: "x".into(),
+                domain: Domain::Double {
+                    min: 0.0,
+                    max: 1.0,
+                    scale: Scale::Linear,
+                },
+            },
+            Param {
+                name: "kind".into(),
+                domain: Domain::Categorical(vec!["a".into(), "b".into(), "c".into()]),
+            },
+        ],
+    };
+    // Ten trials, all of category "a": the other two are unknown, so expected improvement
+    // wants to try them, trust region or not.
+    let completed: Vec<(Point, f64)> = (0..10)
+        .map(|i| {
+            let x = i as f64 / 9.0;
+            (
+                vec![Value::Number(x), Value::Text("a".into())],
+                (x - 0.4).powi(2),
+            )
+        })
+        .collect();
+    let options = BayesOptions {
+        trust_region_min_dims: Some(1),
+        ..BayesOptions::default()
+    };
+    let others = (0..6)
+        .filter(|&seed| {
+            let t = Tuner {
+                space: space.clone(),
+                goal: Goal::Minimize,
+                algorithm: Algorithm::Bayesian,
+                seed,
+            };
+            let p = t.propose_with(&options, &completed, &[], 1).unwrap();
+            p[0][1] != Value::Text("a".into())
+        })
+        .count();
+    assert!(others >= 3, "only {others} of 6 proposals tried another category");
+}
