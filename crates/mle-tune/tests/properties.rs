@@ -297,5 +297,8 @@ fn the_trust_region_does_not_pin_a_categorical_to_the_best_trials_category() {
             p[0][1] != Value::Text("a".into())
         })
         .count();
-    assert!(others >= 3, "only {others} of 6 proposals tried another category");
+    assert!(
+        others >= 3,
+        "only {others} of 6 proposals tried another category"
+    );
 }
