@@ -152,20 +152,37 @@ impl Scheduler {
         if preparing_here || alive {
             return Ok(slots_needed(job));
         }
+        // The tick's snapshot may be older than the preparation that just ended: a tuning job
+        // that became RUNNING (it has no supervisor of its own) or a job launched and marked
+        // running between the snapshot and the looks above. Such a job has changed since the
+        // snapshot; the next tick sees it as it is.
+        let changed = |j: &Job| j.etag != job.etag;
+        if changed(&self.db.job(project, &job.job_id).await?) {
+            return Ok(slots_needed(job));
+        }
         // Nothing is looking after this job: a server restart interrupted it, or its
         // supervisor died (SIGKILL, the OOM killer) and may have left replicas running.
         self.cfg.backend.reap(&run);
         let why = run.lost_to_full_disk().unwrap_or_else(|| {
             "The job's supervisor process disappeared (was the machine restarted?)".into()
         });
-        self.db
-            .update_job(project, &job.job_id, |j| match j.state {
-                JobState::Preparing => transition(j, JobState::Queued),
-                JobState::Cancelling => transition(j, JobState::Cancelled),
-                _ => finish(j, JobState::Failed, &why),
+        let lost = self
+            .db
+            .update_job(project, &job.job_id, |j| {
+                if changed(j) {
+                    return Err("the job changed while the scheduler looked at it".into());
+                }
+                match j.state {
+                    JobState::Preparing => transition(j, JobState::Queued),
+                    JobState::Cancelling => transition(j, JobState::Cancelled),
+                    _ => finish(j, JobState::Failed, &why),
+                }
             })
-            .await?;
-        Ok(0)
+            .await;
+        match lost {
+            Err(DbError::Refused(_)) => Ok(slots_needed(job)),
+            r => r.map(|_| 0),
+        }
     }
 
     /// A run's `result.json` becomes the job's end.
