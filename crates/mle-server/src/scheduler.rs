@@ -501,3 +501,71 @@ fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
         _ => f(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn scheduler() -> (Arc<Scheduler>, Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(mle_store::Store::open_dir(dir.path()).await.unwrap());
+        let cfg = Config {
+            data_dir: dir.path().to_path_buf(),
+            slots: 4,
+            mle_exe: "/bin/false".into(),
+            runtimes: mle_exec::Runtimes {
+                default: "python3".into(),
+                listed: Vec::new(),
+            },
+            pip: Default::default(),
+            allow_root: None,
+            allow_buckets: Vec::new(),
+            backend: mle_exec::Backend::Local {
+                mle_exe: "/bin/false".into(),
+            },
+            limits: Default::default(),
+            jobs: Default::default(),
+        };
+        (Scheduler::new(db.clone(), Arc::new(cfg)), db, dir)
+    }
+
+    async fn submit(db: &Db, id: &str, tuning: bool, to: &[JobState]) {
+        let hp = r#", "hyperparameters": {"goal": "MAXIMIZE", "maxTrials": 2, "params": [{"parameterName": "x", "type": "DOUBLE", "minValue": 0, "maxValue": 1}]}"#;
+        let job: Job = serde_json::from_str(&format!(
+            r#"{{"jobId": "{id}", "state": "QUEUED", "trainingInput": {{"scaleTier": "BASIC", "pythonModule": "t"{}}}}}"#,
+            if tuning { hp } else { "" }
+        ))
+        .unwrap();
+        db.insert_job("p", &job).await.unwrap();
+        for &s in to {
+            db.update_job("p", id, |j| transition(j, s)).await.unwrap();
+        }
+    }
+
+    /// The tick reads its snapshot, then looks at each job; a preparation that ends in between
+    /// (a study becomes RUNNING, and has no supervisor of its own) must not read as a lost job.
+    #[tokio::test]
+    async fn a_job_that_changed_since_the_snapshot_is_not_declared_lost() {
+        let (sched, db, _dir) = scheduler().await;
+        submit(&db, "study", true, &[JobState::Preparing]).await;
+        let snapshot = db.jobs_in(&[JobState::Preparing]).await.unwrap();
+        sched.mark_running("p", "study").await.unwrap();
+        sched.reconcile(&snapshot[0]).await.unwrap();
+        let job = db.job("p", "study").await.unwrap();
+        assert_eq!(job.state, JobState::Running, "{}", job.error_message);
+        // A job whose supervisor really is gone (nothing changed since the snapshot) fails.
+        submit(
+            &db,
+            "lost",
+            false,
+            &[JobState::Preparing, JobState::Running],
+        )
+        .await;
+        let snapshot = db.jobs_in(&[JobState::Running]).await.unwrap();
+        let lost = snapshot.iter().find(|r| r.job.job_id == "lost").unwrap();
+        assert_eq!(sched.reconcile(lost).await.unwrap(), 0);
+        let job = db.job("p", "lost").await.unwrap();
+        assert_eq!(job.state, JobState::Failed);
+        assert!(job.error_message.contains("supervisor process disappeared"));
+    }
+}
