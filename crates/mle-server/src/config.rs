@@ -110,6 +110,27 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 impl Config {
+    /// A server that runs jobs on this machine with `mle_exe` and keeps its data in
+    /// `data_dir`: 4 slots, the `python3` runtime, every policy at its default. Tests start
+    /// from it and change what they need.
+    pub fn local(data_dir: PathBuf, mle_exe: PathBuf) -> Self {
+        Config {
+            data_dir,
+            slots: 4,
+            mle_exe: mle_exe.clone(),
+            runtimes: mle_exec::Runtimes {
+                default: "python3".into(),
+                listed: Vec::new(),
+            },
+            pip: Default::default(),
+            allow_root: None,
+            allow_buckets: Vec::new(),
+            backend: mle_exec::Backend::Local { mle_exe },
+            limits: Default::default(),
+            jobs: Default::default(),
+        }
+    }
+
     /// Whether a `containerCommand` may start `program`: the `mle` binary, a runtime's Python
     /// interpreter, or an `--allow-command`; the error names the flag.
     pub fn command_allowed(&self, program: &str) -> Result<(), String> {

@@ -509,23 +509,7 @@ mod tests {
     async fn scheduler() -> (Arc<Scheduler>, Db, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::new(mle_store::Store::open_dir(dir.path()).await.unwrap());
-        let cfg = Config {
-            data_dir: dir.path().to_path_buf(),
-            slots: 4,
-            mle_exe: "/bin/false".into(),
-            runtimes: mle_exec::Runtimes {
-                default: "python3".into(),
-                listed: Vec::new(),
-            },
-            pip: Default::default(),
-            allow_root: None,
-            allow_buckets: Vec::new(),
-            backend: mle_exec::Backend::Local {
-                mle_exe: "/bin/false".into(),
-            },
-            limits: Default::default(),
-            jobs: Default::default(),
-        };
+        let cfg = Config::local(dir.path().to_path_buf(), "/bin/false".into());
         (Scheduler::new(db.clone(), Arc::new(cfg)), db, dir)
     }
 

@@ -23,25 +23,17 @@ async fn new_app(allow_root: bool) -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = mle_store::Store::open_dir(dir.path()).await.unwrap();
     let cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        slots: 4,
-        mle_exe: "/bin/false".into(),
         runtimes: mle_exec::Runtimes {
             default: "python3".into(),
             listed: vec![mle_exec::Runtime::parse("2.11/3.11=python3").unwrap()],
         },
-        pip: Default::default(),
         allow_root: allow_root.then(|| dir.path().canonicalize().unwrap()),
-        allow_buckets: Vec::new(),
-        backend: mle_exec::Backend::Local {
-            mle_exe: "/bin/false".into(),
-        },
-        limits: Default::default(),
         // The jobs these tests submit run `true` (they never start: no scheduler loop).
         jobs: mle_server::JobPolicy {
             allow_commands: vec!["true".into()],
             ..Default::default()
         },
+        ..Config::local(dir.path().to_path_buf(), "/bin/false".into())
     };
     let state = AppState::new(store, cfg);
     App {
