@@ -7,8 +7,11 @@
 
 mod util;
 
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use util::*;
@@ -27,6 +30,61 @@ impl Drop for ObjectServer {
     }
 }
 
+/// A TCP relay in front of an object store. `cut` resets every connection and every new one
+/// until `resume`: what a client sees of the store restarting. The store process itself keeps
+/// running, because killing the GCS emulator can catch it rewriting its index file (`.meta`,
+/// written in place) and the restarted emulator then fails on the truncated JSON.
+struct Relay {
+    port: u16,
+    down: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn to(port: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let me = Relay {
+            port: listener.local_addr().unwrap().port(),
+            down: Arc::new(AtomicBool::new(false)),
+            open: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (down, open) = (me.down.clone(), me.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if down.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees a reset
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let pipes = [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ];
+                open.lock().unwrap().extend([client, server]);
+                for (mut from, mut into) in pipes {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        });
+        me
+    }
+
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn resume(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -36,47 +94,35 @@ fn free_port() -> u16 {
 }
 
 impl ObjectServer {
+    /// On a free port, the GCS emulator in memory.
     fn start(gcs: bool) -> Self {
-        Self::start_at(gcs, free_port(), None)
-    }
-
-    /// On `port`; a GCS emulator with `disk` keeps its objects in that directory (so that it
-    /// can be restarted with them), else in memory.
-    fn start_at(gcs: bool, port: u16, disk: Option<&Path>) -> Self {
+        let port = free_port();
         let bin = test_python().parent().unwrap().to_path_buf();
         let mut cmd = if gcs {
             let mut c = Command::new(bin.join("gcp-storage-emulator"));
             c.args(["start", "--host", "127.0.0.1", "--port", &port.to_string()]);
-            match disk {
-                Some(d) => c.current_dir(d),
-                None => c.arg("--in-memory"),
-            };
+            c.arg("--in-memory");
             c
         } else {
             let mut c = Command::new(bin.join("moto_server"));
             c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
             c
         };
-        let log = match disk {
-            Some(d) => Stdio::from(std::fs::File::create(d.join("emulator.log")).unwrap()),
-            None => Stdio::null(),
-        };
-        let mut child = cmd.stdout(Stdio::null()).stderr(log).spawn().expect(
-            "the object-store servers come with the test venv (tests/python/requirements.txt)",
-        );
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "the object-store servers come with the test venv (tests/python/requirements.txt)",
+            );
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let log = || {
-                disk.and_then(|d| std::fs::read_to_string(d.join("emulator.log")).ok())
-                    .unwrap_or_default()
-            };
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("the object-store server exited ({status}): {}", log());
+                panic!("the object-store server exited ({status})");
             }
             assert!(
                 Instant::now() < deadline,
-                "the object-store server did not start: {}",
-                log()
+                "the object-store server did not start"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -575,10 +621,8 @@ fn the_seed_scripts_run_on_the_server_with_their_paths_in_gcs_buckets() {
 
 #[test]
 fn a_job_dir_in_a_bucket_survives_the_store_restarting_mid_training() {
-    let disk = tempfile::tempdir().unwrap();
-    let disk = disk.path();
-    let port = free_port();
-    let store = ObjectServer::start_at(true, port, Some(disk));
+    let store = ObjectServer::start(true);
+    let relay = Relay::to(store.port);
     store.make_bucket("restart-bucket");
     let data = examples().join("abalone/data");
     let job = "gs://restart-bucket/jobs/long";
@@ -586,14 +630,15 @@ fn a_job_dir_in_a_bucket_survives_the_store_restarting_mid_training() {
         job,
         data.join("abalone_train.csv").to_str().unwrap(),
         data.join("abalone_test.csv").to_str().unwrap(),
-        60_000,
+        1_000_000,
     );
-    cmd.envs(store.env().iter().map(|(k, v)| (*k, v.as_str())))
+    cmd.env("STORAGE_EMULATOR_HOST", format!("127.0.0.1:{}", relay.port))
         .env("MLE_JOB_DIR_PUSH_SECS", "0.5")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    // Once the first checkpoint is in the bucket, the store goes away for 3 s.
+    // Once the first checkpoint is in the bucket, the store goes away for 3 s: every
+    // connection, open or new, is reset.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !store
         .keys("restart-bucket", "jobs/long/checkpoints/")
@@ -607,13 +652,19 @@ fn a_job_dir_in_a_bucket_survives_the_store_restarting_mid_training() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    drop(store);
+    relay.cut();
     std::thread::sleep(Duration::from_secs(3));
-    let store = ObjectServer::start_at(true, port, Some(disk));
+    relay.resume();
+    // The trainer kept trying (its pushes every 0.5 s) while the store was away.
+    // The outage fell inside the training (the trainer is still running).
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the training ended before the store came back: make it longer"
+    );
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("final step 60000"),
+        stdout(&out).contains("final step 1000000"),
         "{}",
         stdout(&out)
     );
@@ -622,14 +673,16 @@ fn a_job_dir_in_a_bucket_survives_the_store_restarting_mid_training() {
         keys.iter().any(|k| k.contains("/export/abalone/")),
         "no export after the restart: {keys:?}"
     );
-    // Of the 600 checkpoints written, the bucket keeps what the trainer keeps: the newest 5.
+    // Of the 10,000 checkpoints written, the bucket keeps what the trainer keeps: the newest 5.
     let ckpts: Vec<&String> = keys
         .iter()
         .filter(|k| k.contains("/checkpoints/ckpt-"))
         .collect();
     assert_eq!(ckpts.len(), 5, "{ckpts:?}");
     assert!(
-        ckpts.iter().any(|k| k.ends_with("ckpt-60000.safetensors")),
+        ckpts
+            .iter()
+            .any(|k| k.ends_with("ckpt-1000000.safetensors")),
         "{ckpts:?}"
     );
 }
