@@ -505,21 +505,12 @@ mod tests {
 
     fn cfg_with_runtimes() -> Config {
         Config {
-            data_dir: "/tmp".into(),
             slots: 8,
-            mle_exe: "/bin/mle".into(),
             runtimes: mle_exec::Runtimes {
                 default: "python3".into(),
                 listed: vec![mle_exec::Runtime::parse("2.11=/opt/tf/bin/python").unwrap()],
             },
-            pip: Default::default(),
-            allow_root: None,
-            allow_buckets: Vec::new(),
-            backend: mle_exec::Backend::Local {
-                mle_exe: "/bin/mle".into(),
-            },
-            limits: Default::default(),
-            jobs: Default::default(),
+            ..Config::local("/tmp".into(), "/bin/mle".into())
         }
     }
 

@@ -46,6 +46,10 @@ fn prediction_output(run: &RunDir, p: &mle_api::PredictionInput) -> PredictionOu
     }
 }
 
+/// Why a lost job was left alone: it changed between the tick's snapshot and its update (the
+/// next tick looks again). Any other refusal stays an error that the tick logs.
+const CHANGED: &str = "the job changed while the scheduler looked at it";
+
 impl Scheduler {
     /// A scheduler over `db`.
     pub fn new(db: Db, cfg: Arc<Config>) -> Arc<Self> {
@@ -170,7 +174,7 @@ impl Scheduler {
             .db
             .update_job(project, &job.job_id, |j| {
                 if changed(j) {
-                    return Err("the job changed while the scheduler looked at it".into());
+                    return Err(CHANGED.into());
                 }
                 match j.state {
                     JobState::Preparing => transition(j, JobState::Queued),
@@ -180,7 +184,7 @@ impl Scheduler {
             })
             .await;
         match lost {
-            Err(DbError::Refused(_)) => Ok(slots_needed(job)),
+            Err(DbError::Refused(why)) if why == CHANGED => Ok(slots_needed(job)),
             r => r.map(|_| 0),
         }
     }
