@@ -39,11 +39,8 @@ const TR_SUCCESSES: usize = 3;
 /// row double the side, max(4, dims) failures in a row halve it.
 pub(crate) fn trust_length(ys: &[f64], initial: usize, dims: usize) -> f64 {
     let failures = dims.max(4);
-    let start = initial.clamp(1, ys.len().max(1));
-    let mut best = ys[..start.min(ys.len())]
-        .iter()
-        .cloned()
-        .fold(f64::INFINITY, f64::min);
+    let start = initial.max(1).min(ys.len());
+    let mut best = ys[..start].iter().cloned().fold(f64::INFINITY, f64::min);
     let (mut length, mut succ, mut fail) = (TR_INITIAL, 0, 0);
     for &y in ys.iter().skip(start) {
         if y < best - 1e-3 * best.abs() {
@@ -65,6 +62,12 @@ pub(crate) fn trust_length(ys: &[f64], initial: usize, dims: usize) -> f64 {
     length
 }
 
+/// A trust region: its centre (the best completed trial, unit cube) and side length.
+pub(crate) struct Trust {
+    pub(crate) centre: Vec<f64>,
+    pub(crate) length: f64,
+}
+
 /// A standard normal draw (Box–Muller).
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
     let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
@@ -74,14 +77,14 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 
 /// The unit-cube point that maximises expected improvement below the best of `ys` (found, not
 /// guaranteed: a sampled search), given the GP fitted on `xs` and `ys`; with `trust`, within
-/// the trust region of that side length around the best of `xs`.
+/// that trust region.
 pub(crate) fn maximise(
     options: &BayesOptions,
     space: &Space,
     gp: &Gp,
     xs: &[Vec<f64>],
     ys: &[f64],
-    trust: Option<f64>,
+    trust: Option<&Trust>,
     rng: &mut ChaCha8Rng,
 ) -> Vec<f64> {
     let best = ys.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -92,10 +95,7 @@ pub(crate) fn maximise(
     // to the best trial's category.
     let (lo, hi): (Vec<f64>, Vec<f64>) = match trust {
         None => (vec![0.0; d], vec![1.0; d]),
-        Some(length) => {
-            let centre = &xs[(0..ys.len())
-                .min_by(|&a, &b| ys[a].total_cmp(&ys[b]))
-                .unwrap_or(0)];
+        Some(Trust { centre, length }) => {
             let ordered = space.ordered();
             let ls = gp.length_scales();
             let logs: Vec<f64> = (0..d).filter(|&k| ordered[k]).map(|k| ls[k].ln()).collect();

@@ -273,6 +273,18 @@ impl Tuner {
                 .map(|i| self.random_point(&mut self.rng(history + i)))
                 .collect();
         };
+        // The trust region is centred on the best completed trial, before pending trials and
+        // this batch's earlier picks join `xs` at their believed values.
+        let trust = options
+            .trust_region_min_dims
+            .filter(|&m| self.space.dims() >= m)
+            .map(|_| {
+                let best = (0..raw.len()).min_by(|&a, &b| raw[a].total_cmp(&raw[b]));
+                acquisition::Trust {
+                    centre: xs[best.unwrap_or(0)].clone(),
+                    length: acquisition::trust_length(&signed, options.initial, self.space.dims()),
+                }
+            });
         // Pending trials and earlier picks of this batch count as observed at the posterior mean
         // ("kriging believer"), so parallel proposals spread out instead of duplicating.
         let believe = |x: Vec<f64>,
@@ -290,13 +302,17 @@ impl Tuner {
         for p in pending {
             believe(self.space.encode(p), &mut gp, &mut xs, &mut ys, &mut rng);
         }
-        let trust = options
-            .trust_region_min_dims
-            .filter(|&m| self.space.dims() >= m)
-            .map(|_| acquisition::trust_length(&signed, options.initial, self.space.dims()));
         let mut out = Vec::new();
         for _ in 0..n {
-            let pick = acquisition::maximise(options, &self.space, &gp, &xs, &ys, trust, &mut rng);
+            let pick = acquisition::maximise(
+                options,
+                &self.space,
+                &gp,
+                &xs,
+                &ys,
+                trust.as_ref(),
+                &mut rng,
+            );
             out.push(self.space.decode(&pick));
             if out.len() < n {
                 believe(pick, &mut gp, &mut xs, &mut ys, &mut rng);
