@@ -14,11 +14,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suite  # noqa: E402
 
-import jax  # noqa: E402
-from vizier import algorithms as vza  # noqa: E402
-from vizier import pyvizier as vz  # noqa: E402
-from vizier._src.algorithms.designers import gp_bandit  # noqa: E402
-
 
 def versions():
     from importlib.metadata import version
@@ -27,6 +22,12 @@ def versions():
 
 
 def designer_propose(prob, seed):
+    # imported here, in the study's own process: the parent only schedules the studies
+    import jax
+    from vizier import algorithms as vza
+    from vizier import pyvizier as vz
+    from vizier._src.algorithms.designers import gp_bandit
+
     space = vz.SearchSpace()
     for i, (lo, hi) in enumerate(prob.bounds):
         space.root.add_float_param(f"x{i}", lo, hi)
