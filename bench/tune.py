@@ -59,8 +59,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--budget", type=int, default=100, help="trials per study (reported at 20, 50 and this)")
-    ap.add_argument("--only", choices=("all", "mle", "peers", "ablation"), default="all",
-                    help="rerun only these algorithms and keep the other results from the file")
+    ap.add_argument("--only", choices=("all", "mle", "peers", "ablation") + MLE + PEERS, default="all",
+                    help="rerun only these algorithms (a group or one) and keep the other results from the file")
     ap.add_argument("--baseline", choices=tuple(ROUNDS), default="bo_before",
                     help="with --only ablation: the round of variants, named by its baseline")
     ap.add_argument("--problems", nargs="*", help="a subset of problems (default: all 76)")
@@ -70,12 +70,16 @@ def main():
     args = ap.parse_args()
     names = args.problems or suite.all_problems()
     if not args.report_only:
-        algs = {"all": MLE + PEERS, "mle": MLE, "peers": PEERS, "ablation": ROUNDS[args.baseline]}[args.only]
+        groups = {"all": MLE + PEERS, "mle": MLE, "peers": PEERS, "ablation": ROUNDS[args.baseline]}
+        algs = groups.get(args.only, (args.only,))
         tasks = [(a, p, s, args.budget) for a in algs for p in names for s in range(args.seeds)
                  if a != "mle_bo_batch4" or p in suite.VIZIER_SUBSET]
         kept = []
-        if args.only not in ("all", "ablation") and os.path.exists(args.out):
-            kept = [r for r in map(json.loads, open(args.out)) if "problem" in r and r["algorithm"] not in algs]
+        if args.only != "ablation" and os.path.exists(args.out):
+            # only the (algorithm, problem) pairs rerun are replaced; --problems keeps the others
+            rerun = {(a, p) for a, p, _, _ in tasks}
+            kept = [r for r in map(json.loads, open(args.out))
+                    if "problem" in r and (r["algorithm"], r["problem"]) not in rerun]
         t = time.time()
         with multiprocessing.Pool(args.jobs) as pool:
             fresh = []
